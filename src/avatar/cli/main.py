@@ -1,0 +1,41 @@
+"""The `avatar` command line."""
+
+from __future__ import annotations
+
+import secrets
+
+import typer
+
+from avatar import __version__
+from avatar.cli import bench, config_cmd, doctor, models_cmd, oneshot, serve
+
+app = typer.Typer(
+    help="AVATAR: a private, self-hosted, real-time voice assistant.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(config_cmd.app, name="config")
+app.add_typer(models_cmd.app, name="models")
+app.add_typer(bench.app, name="bench")
+app.command("serve")(serve.serve)
+app.command("doctor")(doctor.doctor)
+app.command("transcribe")(oneshot.transcribe)
+app.command("say")(oneshot.say)
+app.command("ask")(oneshot.ask)
+app.command("talk")(oneshot.talk)
+
+
+@app.command("version")
+def version() -> None:
+    """Print the version."""
+    typer.echo(__version__)
+
+
+@app.command("token")
+def token() -> None:
+    """Print a new random API token (for AVATAR_API_TOKEN)."""
+    typer.echo(secrets.token_urlsafe(32))
+
+
+if __name__ == "__main__":
+    app()

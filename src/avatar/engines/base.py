@@ -1,0 +1,191 @@
+"""The engine Protocols: one small interface per capability, each with a capabilities record.
+
+Engines are batch first; streaming is opt-in and declared in the capabilities. Local engines run
+their blocking inference on their own single-thread executor (see :mod:`avatar.engines.executor`);
+remote engines are ordinary engines that speak HTTP. Every engine is loaded with ``load()``
+(blocking, idempotent) before use and can be released with ``unload()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+import numpy.typing as npt
+
+from avatar.audio.pcm import PcmAudio
+
+Role = Literal["system", "user", "assistant"]
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What every engine has: a name, a load state, and load/unload."""
+
+    name: str
+
+    @property
+    def loaded(self) -> bool: ...
+
+    def load(self) -> None:
+        """Load weights (blocking, idempotent). Raises ModelError/EngineUnavailable."""
+
+    def unload(self) -> None:
+        """Free the weights; a later ``load()`` brings them back."""
+
+
+# --- voice activity -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VadCapabilities:
+    sample_rate: int
+    frame_samples: int
+
+
+class VoiceActivityDetector(Engine, Protocol):
+    """Speech probability per fixed-size frame. Stateful: one instance per audio stream."""
+
+    capabilities: VadCapabilities
+
+    def probability(self, frame: npt.NDArray[np.float32]) -> float:
+        """Speech probability of exactly ``capabilities.frame_samples`` samples."""
+
+    def reset(self) -> None:
+        """Forget the stream's state (start of a new stream)."""
+
+
+# --- speech to text -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SttCapabilities:
+    streaming: bool
+    languages: frozenset[str] | None  # None: multilingual
+    sample_rate: int = 16_000
+    detects_language: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    text: str
+    language: str | None
+    duration_s: float
+    no_speech_probability: float = 0.0
+
+
+class SpeechToText(Engine, Protocol):
+    """Whole-utterance transcription."""
+
+    capabilities: SttCapabilities
+
+    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
+        """Transcribe mono audio at ``capabilities.sample_rate``; ``language`` None detects."""
+
+
+class SttStream(Protocol):
+    """An open streaming transcription: feed audio, read partials, finish for the final text."""
+
+    async def feed(self, audio: PcmAudio) -> str | None:
+        """Add audio; returns the new partial text when it changed, else None."""
+
+    async def finish(self) -> Transcript:
+        """End the stream and return the final transcript."""
+
+
+class StreamingSpeechToText(SpeechToText, Protocol):
+    """An STT engine that can also transcribe while audio arrives."""
+
+    def open_stream(self, *, language: str | None = None) -> SttStream: ...
+
+
+# --- chat model -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationOptions:
+    max_tokens: int = 200
+    temperature: float = 0.7
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LlmCapabilities:
+    streaming: bool = True
+    context_tokens: int = 4096
+    remote: bool = False
+
+
+class ChatModel(Engine, Protocol):
+    """A chat model that streams its reply as text deltas."""
+
+    capabilities: LlmCapabilities
+
+    def stream_chat(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[str]:
+        """Yield text deltas; closing the iterator (or cancelling) stops generation promptly."""
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens ``text`` takes in this model's context (an estimate for remote models)."""
+
+
+# --- text to speech -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class VoiceRef:
+    """A voice to speak with: a named engine voice, or a profile's reference audio for cloning."""
+
+    name: str | None = None
+    reference_audio: PcmAudio | None = None
+    reference_text: str | None = None
+    conditioning: dict[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TtsCapabilities:
+    sample_rate: int
+    languages: frozenset[str] | None  # None: any language
+    streaming: bool = False  # yields several chunks per call
+    cloning: bool = False
+    quality: Literal["fast", "hq"] = "fast"
+
+
+class TextToSpeech(Engine, Protocol):
+    """Speech from text. ``synthesize_stream`` yields audio chunks (at least one)."""
+
+    capabilities: TtsCapabilities
+
+    def synthesize_stream(
+        self, text: str, *, language: str = "en", voice: VoiceRef | None = None
+    ) -> AsyncIterator[PcmAudio]:
+        """Yield audio chunks at ``capabilities.sample_rate`` as they are made."""
+
+    def describe_voice(self, language: str, voice: VoiceRef | None) -> str:
+        """Which voice would speak (e.g. 'piper:joe', 'espeak-ng:cmn', 'clone:<profile>')."""
+
+
+# --- speaker embedding ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SpeakerCapabilities:
+    sample_rate: int
+    dimensions: int
+
+
+class SpeakerEncoder(Engine, Protocol):
+    """A fixed-size voiceprint of an utterance (L2-normalised)."""
+
+    capabilities: SpeakerCapabilities
+
+    async def embed(self, audio: PcmAudio) -> npt.NDArray[np.float32]: ...

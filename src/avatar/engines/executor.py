@@ -1,0 +1,132 @@
+"""Blocking inference off the event loop: each local engine owns one worker thread.
+
+``ThreadedEngine.run`` calls a blocking function on the engine's thread; ``ThreadedEngine.stream``
+drives a blocking generator there and hands its items to async code through a bounded queue.
+Cancellation (closing the async iterator or cancelling its task) sets a flag that the worker
+checks between items, so a long generation stops at the next token or chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ParamSpec, TypeVar
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+_DONE = object()
+
+
+class Cancelled(Exception):
+    """Raised inside a worker generator's consumer loop when the async side went away."""
+
+
+class ThreadedEngine:
+    """Mixin for local engines: a single-thread executor, lazy ``load()`` and ``unload()``."""
+
+    name: str = "engine"
+
+    def __init__(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"engine-{self.name}")
+        self._load_lock = threading.Lock()
+        self._is_loaded = False
+
+    @property
+    def loaded(self) -> bool:
+        return self._is_loaded
+
+    def load(self) -> None:
+        with self._load_lock:
+            if not self._is_loaded:
+                self._load()
+                self._is_loaded = True
+
+    def unload(self) -> None:
+        with self._load_lock:
+            if self._is_loaded:
+                self._unload()
+                self._is_loaded = False
+
+    def _load(self) -> None:
+        """Subclasses load weights here."""
+
+    def _unload(self) -> None:
+        """Subclasses drop references here."""
+
+    async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn`` on this engine's thread, loading the engine first if needed."""
+        loop = asyncio.get_running_loop()
+
+        def call() -> T:
+            self.load()
+            return fn(*args, **kwargs)
+
+        return await loop.run_in_executor(self._executor, call)
+
+    async def stream(
+        self, make_iter: Callable[[threading.Event], Iterator[T]], *, buffer: int = 64
+    ) -> AsyncIterator[T]:
+        """Iterate ``make_iter(cancel_event)`` on this engine's thread, yielding items here.
+
+        The generator should check ``cancel_event`` between items; the queue between the threads
+        is bounded so a slow consumer slows the producer instead of growing memory.
+        """
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
+        cancel = threading.Event()
+
+        def put(item: Any) -> None:
+            # Blocks the worker when the consumer is slow; gives up when cancelled.
+            while not cancel.is_set():
+                fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+                try:
+                    fut.result(timeout=0.5)
+                    return
+                except TimeoutError:
+                    fut.cancel()
+            raise Cancelled
+
+        def produce() -> None:
+            try:
+                self.load()
+                for item in make_iter(cancel):
+                    if cancel.is_set():
+                        break
+                    put(item)
+            except Cancelled:
+                return
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                if not cancel.is_set():
+                    put(_Failure(exc))
+                return
+            if not cancel.is_set():
+                put(_DONE)
+
+        worker = loop.run_in_executor(self._executor, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, _Failure):
+                    raise item.exc
+                yield item
+        finally:
+            cancel.set()
+            # Drain so a producer blocked on put() sees the cancel promptly.
+            while not queue.empty():
+                queue.get_nowait()
+            del worker  # exits on its own at the next item; never awaited, so close() is prompt
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+class _Failure:
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc

