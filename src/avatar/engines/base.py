@@ -94,6 +94,9 @@ class SttStream(Protocol):
     async def finish(self) -> Transcript:
         """End the stream and return the final transcript."""
 
+    async def aclose(self) -> None:
+        """Abandon the stream (barge-in, disconnect), freeing its resources."""
+
 
 class StreamingSpeechToText(SpeechToText, Protocol):
     """An STT engine that can also transcribe while audio arrives."""

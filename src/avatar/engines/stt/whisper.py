@@ -1,0 +1,213 @@
+"""Whisper speech-to-text through faster-whisper (CTranslate2): multilingual, detects the language.
+
+Measured on the shared 2-core build machine (whisper-base, int8, 2 threads, beckett.wav 10 s):
+load 0.3-0.4 s (plus ~0.5 s to verify the joined model once per process); ~0.65 s per
+utterance with the language given on a quiet machine. ``WhisperModel.transcribe(language=None)``
+encodes the first 30 s window twice, once to detect the language and again to decode: 1.10 s
+vs 0.66 s quiet (MODELS.md: p50 1.27 s vs 0.70 s). This engine encodes once and reads the
+language off that encoder output, so auto-detection costs one decoder step: in one loaded run,
+1.00 s (ours, auto) vs 0.92 s (language given) vs 1.90 s (library auto-detect).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import soxr
+from faster_whisper import WhisperModel
+from faster_whisper.audio import pad_or_trim
+from faster_whisper.tokenizer import Tokenizer
+from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
+
+from avatar.audio.pcm import PcmAudio, Samples
+from avatar.engines.base import SttCapabilities, Transcript
+from avatar.engines.executor import ThreadedEngine
+from avatar.errors import EmptyAudio, EngineFailed, EngineUnavailable, ModelError
+
+if TYPE_CHECKING:
+    from avatar.models.store import ModelStore
+    from avatar.settings import SttSettings
+
+SAMPLE_RATE = 16_000
+# Below this there is nothing to transcribe; Whisper pads to 30 s and tends to hallucinate.
+MIN_AUDIO_S = 0.1
+
+
+def primary_language(tag: str) -> str:
+    """``"en-US"`` / ``"zh_CN"`` / ``"EN"`` -> ``"en"`` / ``"zh"`` / ``"en"``."""
+    return tag.strip().lower().replace("_", "-").split("-")[0]
+
+
+class FasterWhisperStt(ThreadedEngine):
+    """Whisper (any CTranslate2 conversion) on CPU or CUDA; batch only.
+
+    ``transcribe(language=None)`` detects the language (returned in ``Transcript.language``)
+    unless the settings force one. Audio shorter than 0.1 s gives an empty transcript with
+    ``no_speech_probability`` 1.0 rather than an error: a stray click in a live session is
+    not a failure. ``no_speech_probability`` is the mean over Whisper's 30 s windows.
+    """
+
+    name = "faster-whisper"
+    capabilities = SttCapabilities(streaming=False, languages=None, detects_language=True)
+
+    def __init__(
+        self,
+        model: str,
+        models: ModelStore,
+        *,
+        device: str = "cpu",
+        compute_type: str = "int8",
+        threads: int = 2,
+        language: str | None = None,
+        beam_size: int = 1,
+    ) -> None:
+        super().__init__()
+        self._model_name = model
+        self._models = models
+        self._device = device
+        self._compute_type = compute_type
+        self._threads = threads
+        self._language = primary_language(language) if language else None
+        self._beam_size = beam_size
+        self._model: Any = None
+
+    @classmethod
+    def from_settings(cls, cfg: SttSettings, models: ModelStore) -> FasterWhisperStt:
+        return cls(
+            cfg.model,
+            models,
+            device=cfg.device,
+            compute_type=cfg.compute_type,
+            threads=cfg.threads,
+            language=cfg.language,
+        )
+
+    def _load(self) -> None:
+        path = self._models.path(self._model_name)
+        if not path.is_dir():  # WhisperModel treats anything else as a hub id and downloads
+            raise ModelError(
+                f"faster-whisper needs a model folder (model.bin, config.json, tokenizer.json),"
+                f" got {path}",
+                hint="point AVATAR_STT__MODEL at a CTranslate2 Whisper folder or a catalog name",
+                code="model_invalid",
+            )
+        device, _, index = self._device.partition(":")
+        try:
+            self._model = WhisperModel(
+                str(path),
+                device=device,
+                device_index=int(index or 0),
+                compute_type=self._compute_type,
+                cpu_threads=self._threads,
+            )
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise ModelError(
+                f"faster-whisper could not load {path} on {self._device} ({self._compute_type}):"
+                f" {exc}",
+                hint="check AVATAR_STT__MODEL, AVATAR_STT__DEVICE and AVATAR_STT__COMPUTE_TYPE"
+                " (int8 on cpu, float16 on cuda)",
+                code="model_load_failed",
+            ) from exc
+
+    def _unload(self) -> None:
+        self._model = None
+
+    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
+        lang = primary_language(language) if language else self._language
+        if audio.duration_s < MIN_AUDIO_S:
+            return Transcript("", lang, audio.duration_s, no_speech_probability=1.0)
+        return await self.run(self._transcribe_sync, audio, lang)
+
+    async def detect_language(self, audio: PcmAudio) -> tuple[str, float]:
+        """The most likely language of the first 30 s of ``audio`` and its probability."""
+        if audio.duration_s < MIN_AUDIO_S:
+            raise EmptyAudio(
+                f"{audio.duration_s:.2f} s of audio is too short to detect a language",
+                hint="send at least a second of speech",
+            )
+        return await self.run(self._detect_sync, audio)
+
+    def _detect_sync(self, audio: PcmAudio) -> tuple[str, float]:
+        lang, prob, _ = self._model.detect_language(_mono_16k(audio))
+        return str(lang), float(prob)
+
+    def _transcribe_sync(self, audio: PcmAudio, language: str | None) -> Transcript:
+        model, samples = self._model, _mono_16k(audio)
+        if language is not None and language not in model.supported_languages:
+            raise EngineUnavailable(
+                f"this Whisper model does not know the language {language!r}",
+                hint="use an ISO 639-1 code Whisper supports (en, zh, de, fr, ...) or none to"
+                " detect it",
+            )
+        detected = language is None
+        try:
+            language, segments = _decode(model, samples, language, self._beam_size)
+        except RuntimeError as exc:
+            raise EngineFailed(f"faster-whisper failed while transcribing: {exc}") from exc
+        text = " ".join(s.text.strip() for s in segments if s.text.strip())
+        if not text and detected:
+            language = None  # a language "detected" in silence or noise means nothing
+        no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
+        return Transcript(text, language, len(samples) / SAMPLE_RATE, no_speech)
+
+
+def _decode(model: Any, samples: Samples, language: str | None, beam: int) -> tuple[str, list[Any]]:
+    """Transcribe with one encoder pass for the first window, detecting the language from it.
+
+    Mirrors ``WhisperModel.transcribe`` (faster-whisper 1.2.1) minus its separate detection
+    encode; ``generate_segments`` accepts the first window's encoder output for this reuse.
+    """
+    extractor = model.feature_extractor
+    features = extractor(samples)
+    first = features[:, : min(extractor.nb_max_frames, features.shape[-1] - 1)]
+    encoder_output = model.encode(pad_or_trim(first))
+    if language is None:
+        if model.model.is_multilingual:
+            token, _ = model.model.detect_language(encoder_output)[0][0]
+            language = str(token)[2:-2]  # "<|en|>" -> "en"
+        else:
+            language = "en"
+    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", language)
+    options = _options(tokenizer, beam)
+    segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
+    return language, segments
+
+
+def _options(tokenizer: Any, beam: int) -> Any:
+    """``TranscriptionOptions`` as ``transcribe()`` builds them, with our choices marked."""
+    return TranscriptionOptions(
+        beam_size=beam,  # ours: greedy by default, latency first
+        best_of=5,
+        patience=1,
+        length_penalty=1,
+        repetition_penalty=1,
+        no_repeat_ngram_size=0,
+        log_prob_threshold=-1.0,
+        no_speech_threshold=0.6,
+        compression_ratio_threshold=2.4,
+        condition_on_previous_text=False,  # ours: utterances are independent
+        prompt_reset_on_temperature=0.5,
+        temperatures=[0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
+        initial_prompt=None,
+        prefix=None,
+        suppress_blank=True,
+        suppress_tokens=get_suppressed_tokens(tokenizer, [-1]),
+        without_timestamps=True,  # ours: text only, fewer decoder steps
+        max_initial_timestamp=1.0,
+        word_timestamps=False,
+        prepend_punctuations="\"'“¿([{-",
+        append_punctuations="\"'.。,，!！?？:：”)]}、",
+        multilingual=False,
+        max_new_tokens=None,
+        clip_timestamps="0",
+        hallucination_silence_threshold=None,
+        hotwords=None,
+    )
+
+
+def _mono_16k(audio: PcmAudio) -> Samples:
+    samples = np.ascontiguousarray(audio.samples, dtype=np.float32)
+    if audio.sample_rate == SAMPLE_RATE or len(samples) == 0:
+        return samples
+    return np.asarray(soxr.resample(samples, audio.sample_rate, SAMPLE_RATE), dtype=np.float32)
