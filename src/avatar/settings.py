@@ -82,7 +82,9 @@ class LlmSettings(BaseModel):
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     max_tokens: int = Field(200, ge=1, description="Longest reply in tokens.")
-    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    temperature: float = Field(
+        0.2, ge=0.0, le=2.0, description="Sampling temperature; low keeps small models factual."
+    )
     system_prompt: str = Field(
         "You are AVATAR, a helpful voice assistant. Answer briefly in plain spoken sentences, "
         "in the language the user speaks.",

@@ -4,37 +4,84 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from avatar import __version__
-from avatar.api.routes import health
+from avatar.api import auth
+from avatar.api.errors import install_error_handlers
+from avatar.api.ratelimit import RateLimits
+from avatar.api.routes import conversations, health, openai_compat, system, voice_profiles
+from avatar.api.security import SecurityHeadersMiddleware
 from avatar.api.state import AppState
+from avatar.api.ws import connection as ws_connection
+from avatar.api.ws.connection import close_sessions
+from avatar.api.ws.limits import SessionSlots
 from avatar.engines.hub import EngineHub
+from avatar.services.recorder import StorageTurnRecorder
 from avatar.settings import Settings
+from avatar.storage import AudioStore, Database
 
 log = logging.getLogger("avatar")
 
 
+def login_url(settings: Settings, token: str) -> str:
+    return f"http://{settings.server.host}:{settings.server.port}/login?token={token}"
+
+
 def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
     """Build the server. ``hub`` may be given to share engines (tests, benchmarks)."""
+    token = (settings.api_token.get_secret_value() if settings.api_token
+             else secrets.token_urlsafe(32))
+    if settings.api_token is None:
+        # Printed once, like Jupyter: the only place the generated token appears.
+        print(f"AVATAR login URL: {login_url(settings, token)}", flush=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        state = AppState(settings=settings, hub=hub or EngineHub(settings))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = Database(settings.resolved_database_url)
+        await db.migrate()
+        state = AppState(settings=settings, hub=hub or EngineHub(settings), api_token=token,
+                         limits=RateLimits(settings.redis_url),
+                         sessions=SessionSlots(settings.max_sessions,
+                                               settings.max_sessions_per_client),
+                         db=db, audio=AudioStore(settings.data_dir / "audio"))
+        state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
         app.state.avatar = state
         if settings.server.preload:
             await asyncio.to_thread(state.hub.preload, None, _log_step)
-        yield
-        if hub is None:
-            state.hub.close()
+        try:
+            yield
+        finally:
+            await close_sessions(state)
+            await db.dispose()
+            if hub is None:
+                state.hub.close()
 
-    app = FastAPI(title="AVATAR", version=__version__, lifespan=lifespan)
-    app.include_router(health.router)
+    app = FastAPI(title="AVATAR", version=__version__, lifespan=lifespan,
+                  description="Private, self-hosted, real-time voice assistant.")
+    install_error_handlers(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    if "*" not in settings.server.allowed_hosts:
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=_host_patterns(settings))
+    for module in (health, system, voice_profiles, conversations, openai_compat):
+        app.include_router(module.router)
+    app.include_router(auth.router)
+    app.include_router(ws_connection.router)
     return app
+
+
+def _host_patterns(settings: Settings) -> list[str]:
+    hosts = [h.strip("[]") for h in settings.server.allowed_hosts]
+    bind = settings.server.host
+    if bind not in ("0.0.0.0", "::"):
+        hosts.append(bind)
+    return hosts + [f"[{h}]" for h in hosts if ":" in h]
 
 
 def _log_step(slot: str, result: object) -> None:

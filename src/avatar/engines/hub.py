@@ -17,6 +17,7 @@ import psutil
 
 from avatar.engines.base import ChatModel, SpeakerEncoder, SpeechToText, VoiceActivityDetector
 from avatar.engines.registry import EngineKind, create_engine
+from avatar.engines.tts.modes import TtsModes
 from avatar.errors import AvatarError
 from avatar.models.store import ModelStore
 from avatar.settings import Settings
@@ -116,6 +117,23 @@ class EngineHub:
         return self._get(f"tts.{quality}")
 
     @property
+    def tts_modes(self) -> TtsModes:
+        """The fast and hq TTS slots with the mode selection (``auto`` falls back to fast)."""
+        with self._lock:
+            modes = self._engines.get("tts.modes")
+        if modes is None:
+            hq, error = None, None
+            if self.settings.tts.hq is not None:
+                try:
+                    hq = self._get("tts.hq")
+                except AvatarError as exc:
+                    error = exc
+            modes = TtsModes(self.settings.tts, self._get("tts.fast"), hq, hq_error=error)
+            with self._lock:
+                modes = self._engines.setdefault("tts.modes", modes)
+        return modes  # type: ignore[no-any-return]
+
+    @property
     def speaker(self) -> SpeakerEncoder:
         return self._get("speaker")  # type: ignore[no-any-return]
 
@@ -125,6 +143,12 @@ class EngineHub:
         vad = create_engine(kind, self.settings.vad.engine, cfg, self.models)
         vad.load()
         return vad  # type: ignore[no-any-return]
+
+    def override(self, slot: str, engine: object) -> None:
+        """Use ``engine`` for ``slot`` (scripted engines in tests and benchmarks)."""
+        with self._lock:
+            self._engines[slot] = engine
+            self._engines.pop("tts.modes", None)
 
     def configured_slots(self) -> list[str]:
         return [s for s in SLOTS if self.states[s].engine]
@@ -179,6 +203,7 @@ class EngineHub:
             engine.unload()
 
     def close(self) -> None:
+        self._engines.pop("tts.modes", None)
         for engine in list(self._engines.values()):
             engine.unload()
             shutdown = getattr(engine, "shutdown", None)

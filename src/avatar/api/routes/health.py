@@ -1,28 +1,35 @@
-"""GET /health: is the server up, and are its models loaded."""
+"""GET /health: is the server up, and are its database, models and disk well."""
 
 from __future__ import annotations
 
+import shutil
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
 
 from avatar import __version__
+from avatar.api.ratelimit import limit
 from avatar.api.state import AppState, app_state
 
 router = APIRouter(tags=["system"])
+MIN_FREE_DISK_MB = 500
 
 
-@router.get("/health")
+@router.get("/health", dependencies=[limit("30/minute")])
 async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, Any]:
-    """Liveness plus model readiness: ``degraded`` while a configured engine failed to load."""
+    """``ok``, or ``degraded`` with the reason: database down, a model failed, disk nearly full."""
     hub = state.hub
     models = {
-        slot: {
-            "engine": hub.states[slot].engine,
-            "loaded": hub.is_loaded(slot),
-            "error": hub.states[slot].error,
-        }
+        slot: {"engine": hub.states[slot].engine, "loaded": hub.is_loaded(slot),
+               "error": hub.states[slot].error}
         for slot in hub.configured_slots()
     }
-    degraded = any(m["error"] for m in models.values())
-    return {"status": "degraded" if degraded else "ok", "version": __version__, "models": models}
+    database = await state.db.check()
+    free_mb = shutil.disk_usage(state.settings.data_dir).free / 2**20
+    disk = {"free_mb": round(free_mb), "ok": free_mb >= MIN_FREE_DISK_MB}
+    problems = [f"model {s}: {m['error']}" for s, m in models.items() if m["error"]]
+    problems += [] if database["ok"] else ["database unreachable"]
+    problems += [] if disk["ok"] else ["disk nearly full"]
+    return {"status": "degraded" if problems else "ok", "version": __version__,
+            "problems": problems, "database": database, "models": models, "disk": disk,
+            "sessions": {"open": state.sessions.open, "max": state.settings.max_sessions}}

@@ -1,0 +1,64 @@
+"""Every error leaves the API as application/problem+json with a stable ``code``; no tracebacks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from avatar.errors import AvatarError
+
+log = logging.getLogger("avatar.api")
+
+PROBLEM = "application/problem+json"
+
+_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
+          415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited"}
+
+
+class ApiError(AvatarError):
+    """An error raised by a route with an explicit HTTP status."""
+
+    def __init__(self, status: int, message: str, *, code: str | None = None,
+                 hint: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message, hint=hint, code=code or _CODES.get(status, "error"))
+        self.http_status = status
+        self.headers = headers or {}
+
+
+def problem(status: int, code: str, detail: str, *, hint: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body: dict[str, Any] = {"type": f"about:blank#{code}", "title": code.replace("_", " "),
+                            "status": status, "code": code, "detail": detail}
+    if hint:
+        body["hint"] = hint
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AvatarError)
+    async def avatar_error(_: Request, exc: AvatarError) -> JSONResponse:
+        headers = getattr(exc, "headers", None)
+        return problem(exc.http_status, exc.code, exc.message, hint=exc.hint, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]
+        return problem(422, "validation_error", "the request is not valid", errors=errors)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem(500, "internal_error", "internal server error")

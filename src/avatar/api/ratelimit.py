@@ -1,0 +1,59 @@
+"""Rate limits per client and route, in memory by default or in Redis for several processes.
+
+Built on the ``limits`` library (moving window). Exceeding a limit answers 429 with Retry-After.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Awaitable, Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter
+
+from avatar.api.errors import ApiError
+from avatar.api.state import AppState, app_state
+
+
+class RateLimits:
+    """One limiter for the app; ``storage_url`` None keeps counters in this process."""
+
+    def __init__(self, storage_url: str | None = None) -> None:
+        storage: Storage = (
+            RedisStorage(storage_url.replace("redis://", "async+redis://", 1))
+            if storage_url and storage_url.startswith("redis://") else MemoryStorage()
+        )
+        self.limiter = MovingWindowRateLimiter(storage)
+        self.enabled = True
+
+    async def hit(self, item: RateLimitItem, *keys: str) -> None:
+        if not self.enabled or await self.limiter.hit(item, *keys):
+            return
+        reset_at, _ = await self.limiter.get_window_stats(item, *keys)
+        retry = max(1, math.ceil(reset_at - time.time()))
+        raise ApiError(429, f"rate limit of {item} exceeded", code="rate_limited",
+                       hint=f"retry in {retry} s", headers={"Retry-After": str(retry)})
+
+
+def client_key(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def rate_limit(spec: str) -> Callable[..., Awaitable[None]]:
+    """A route dependency enforcing ``spec`` (e.g. "5/minute") per client and route."""
+    item = parse(spec)
+
+    async def check(request: Request, state: Annotated[AppState, Depends(app_state)]) -> None:
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        await state.limits.hit(item, client_key(request), request.method, path)
+
+    return check
+
+
+def limit(spec: str) -> object:
+    return Depends(rate_limit(spec))

@@ -1,0 +1,41 @@
+"""System management: machine info, model status, preload, warmup."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+
+from avatar.api.auth import Reader, Writer
+from avatar.api.ratelimit import limit
+from avatar.api.state import AppState, app_state
+from avatar.services import system
+
+router = APIRouter(prefix="/api/system", tags=["system"])
+State = Annotated[AppState, Depends(app_state)]
+
+
+@router.get("/info", dependencies=[Reader, limit("10/minute")])
+async def info(state: State) -> dict[str, Any]:
+    """CPU, RAM, GPUs (free and total VRAM through NVML where present), versions."""
+    data = system.machine_info()
+    data["sessions"] = {"open": state.sessions.open, "max": state.settings.max_sessions}
+    return data
+
+
+@router.get("/models/status", dependencies=[Reader, limit("5/minute")])
+async def models_status(state: State) -> dict[str, Any]:
+    """Each engine slot: engine, model, loaded, device, load memory, last latency, error."""
+    return system.models_status(state.hub)
+
+
+@router.post("/models/preload", dependencies=[Writer, limit("1/minute")])
+async def preload(state: State) -> dict[str, Any]:
+    """Load every configured engine now; reports what loaded and how long it took."""
+    return await system.preload(state.hub)
+
+
+@router.post("/models/warmup", dependencies=[Writer, limit("2/minute")])
+async def warmup(state: State) -> dict[str, Any]:
+    """One tiny inference through each engine, timed."""
+    return await system.warmup(state.hub)

@@ -1,0 +1,140 @@
+"""The /ws/chat endpoint: authenticate before accept, then pump messages through a session.
+
+Outbound events go through a bounded queue drained by one sender task with a send deadline, so
+a client that stops reading is closed without slowing any other session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import re
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from avatar.api.auth import presented_token, token_matches
+from avatar.api.security import origin_allowed
+from avatar.api.state import AppState, connection_state
+from avatar.api.ws import events
+from avatar.api.ws.protocol import ProtocolError, parse_binary, parse_text
+from avatar.errors import AvatarError
+from avatar.pipeline.session import VoiceSession
+
+log = logging.getLogger("avatar.ws")
+router = APIRouter()
+
+SEND_DEADLINE_S = 10.0
+IDLE_TIMEOUT_S = 300.0
+OUTBOX = 256
+_SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+# Close codes: 1008 policy (auth/origin), 1013 try again later (full), 1009 too big,
+# 1001 going away (idle, shutdown), 1011 server error.
+
+
+@router.websocket("/ws/chat")
+async def ws_chat(ws: WebSocket) -> None:
+    state = connection_state(ws)
+    if not origin_allowed(ws.headers, state.settings.server.allowed_origins):
+        await ws.close(code=1008, reason="origin not allowed")
+        return
+    if not token_matches(state, presented_token(ws)):  # type: ignore[arg-type]
+        await ws.close(code=1008, reason="missing or wrong API token")
+        return
+    client = ws.client.host if ws.client else "unknown"
+    refusal = state.sessions.acquire(client)
+    if refusal:
+        await ws.close(code=1013, reason=refusal)
+        return
+    try:
+        await ws.accept()
+        await _serve(ws, state)
+    finally:
+        state.sessions.release(client)
+
+
+async def close_sessions(state: AppState) -> None:
+    """Shutdown: end every voice session (storing what was heard) and close with 1001."""
+    for session in list(state.open_sessions.values()):
+        with contextlib.suppress(Exception):
+            await session.close()
+            await session.websocket.close(code=1001, reason="server shutting down")
+
+
+async def _serve(ws: WebSocket, state: AppState) -> None:
+    requested = ws.query_params.get("session_id", "")
+    session_id = requested if _SESSION_ID.match(requested) else uuid.uuid4().hex
+    outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX)
+    sender = asyncio.create_task(_drain(ws, outbox))
+
+    async def send(event: dict[str, Any]) -> None:
+        if sender.done():
+            raise WebSocketDisconnect(1001)
+        try:
+            await asyncio.wait_for(outbox.put(event), SEND_DEADLINE_S)
+        except TimeoutError:
+            sender.cancel()
+            raise WebSocketDisconnect(1008) from None
+
+    session = VoiceSession(state.hub, session_id, send, recorder=state.services.get("recorder"),
+                           voices=state.services.get("voices"))
+    session.websocket = ws
+    state.open_sessions[session_id] = session
+    try:
+        await send(events.session_started(session_id, session.public_config()))
+        await _receive_loop(ws, session, send)
+    except WebSocketDisconnect:
+        pass
+    finally:
+        state.open_sessions.pop(session_id, None)
+        with contextlib.suppress(Exception):
+            await session.close()
+        if not sender.done():
+            with contextlib.suppress(asyncio.QueueFull):
+                outbox.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(sender, 2.0)
+        sender.cancel()
+
+
+async def _receive_loop(ws: WebSocket, session: VoiceSession, send: Any) -> None:
+    while True:
+        try:
+            message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+        except TimeoutError:
+            await ws.close(code=1001, reason="idle timeout")
+            return
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            if message.get("bytes") is not None:
+                msg = parse_binary(message["bytes"])
+            else:
+                msg = parse_text(message.get("text") or "")
+            await session.handle(msg)
+        except ProtocolError as exc:
+            await send(events.error(exc.code, exc.message))
+        except AvatarError as exc:
+            await send(events.error(exc.code, str(exc)))
+
+
+async def _drain(ws: WebSocket, outbox: asyncio.Queue[dict[str, Any] | None]) -> None:
+    """The only writer to the socket; gives up (closing it) when a send outlasts the deadline."""
+    while (event := await outbox.get()) is not None:
+        if ws.application_state != WebSocketState.CONNECTED:
+            return
+        try:
+            await asyncio.wait_for(ws.send_text(json.dumps(event, ensure_ascii=False)),
+                                   SEND_DEADLINE_S)
+        except TimeoutError:
+            log.warning("closing a client that stopped reading")
+            with contextlib.suppress(Exception):
+                await ws.close(code=1008, reason="client too slow")
+            return
+        except Exception:
+            return

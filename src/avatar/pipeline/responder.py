@@ -1,0 +1,93 @@
+"""The reply stage of a turn: LLM deltas → speakable chunks → TTS audio, all streamed.
+
+Three tasks in a TaskGroup over a bounded channel: the LLM streams tokens (sent to the client as
+``llm_token``) into a chunker; released chunks go to TTS; audio is emitted as soon as each piece
+exists. Cancelling the group (barge-in) stops LLM and TTS at their next token or chunk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from avatar.engines.base import ChatMessage, ChatModel, GenerationOptions, TextToSpeech, VoiceRef
+from avatar.errors import EngineFailed
+from avatar.pipeline.chunker import TextChunker
+from avatar.pipeline.turn import SpokenChunk, Turn
+
+Emit = Callable[[dict[str, object]], Awaitable[None]]
+AudioSink = Callable[[Turn, bytes, int, str], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class ReplyPlan:
+    """Everything a reply needs, fixed when the turn starts."""
+
+    llm: ChatModel
+    tts: TextToSpeech
+    tts_mode: str
+    messages: list[ChatMessage]
+    options: GenerationOptions
+    language: str
+    voice: VoiceRef | None
+    t0: float  # monotonic time voice-to-voice is measured from (end of user speech)
+
+
+def _ms_since(t0: float) -> float:
+    return round((time.monotonic() - t0) * 1000, 1)
+
+
+async def run_reply(turn: Turn, plan: ReplyPlan, emit_token: Emit, send_audio: AudioSink) -> None:
+    """Stream the reply of ``turn``; fills ``turn.reply_text``, ``turn.chunks`` and metrics."""
+    chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=8)
+    async with asyncio.TaskGroup() as group:
+        group.create_task(_generate(turn, plan, chunks, emit_token))
+        group.create_task(_speak(turn, plan, chunks, send_audio))
+
+
+async def _generate(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None],
+                    emit_token: Emit) -> None:
+    chunker = TextChunker()
+    attempts = 0
+    while True:
+        try:
+            async for delta in plan.llm.stream_chat(plan.messages, plan.options):
+                if "llm_first_token_ms" not in turn.metrics:
+                    turn.metrics["llm_first_token_ms"] = _ms_since(plan.t0)
+                turn.reply_text += delta
+                await emit_token({"type": "llm_token", "token": delta, "turn_id": turn.id})
+                for piece in chunker.push(delta):
+                    await _release(turn, plan, out, piece)
+            break
+        except EngineFailed as exc:
+            # At most one retry, and only before anything reached the user.
+            attempts += 1
+            if not exc.retryable or attempts > 1 or turn.reply_text:
+                raise
+    for piece in chunker.flush():
+        await _release(turn, plan, out, piece)
+    await out.put(None)
+
+
+async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None],
+                   piece: str) -> None:
+    if piece.strip():
+        turn.metrics.setdefault("first_text_ms", _ms_since(plan.t0))
+        await out.put(piece)
+
+
+async def _speak(turn: Turn, plan: ReplyPlan, chunks: asyncio.Queue[str | None],
+                 send_audio: AudioSink) -> None:
+    while (text := await chunks.get()) is not None:
+        spoken = SpokenChunk(text, 0.0)
+        turn.chunks.append(spoken)
+        async for audio in plan.tts.synthesize_stream(text, language=plan.language,
+                                                      voice=plan.voice):
+            if not len(audio.samples):
+                continue
+            if "tts_first_audio_ms" not in turn.metrics:
+                turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
+            spoken.duration_ms += audio.duration_s * 1000
+            await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)

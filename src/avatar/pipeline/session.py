@@ -1,0 +1,326 @@
+"""One voice conversation: audio in, endpointing, turns out, barge-in.
+
+A ``VoiceSession`` is fed client messages one at a time (``handle``) and speaks through ``send``.
+Each assistant reply is a :class:`Turn` running in its own task; barge-in bumps the generation,
+cancels that task (LLM and TTS stop at their next token or chunk) and stores what was heard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, Protocol
+
+import numpy as np
+
+from avatar.api.ws import events
+from avatar.api.ws.protocol import (
+    SAMPLE_RATE_IN, AudioIn, ClientMessage, ConfigMsg, PlaybackMsg, Simple, TextMsg,
+)
+from avatar.audio.pcm import PcmAudio
+from avatar.engines.base import GenerationOptions, VoiceRef
+from avatar.engines.hub import EngineHub
+from avatar.engines.tts.language import detect_text_language
+from avatar.errors import AvatarError
+from avatar.pipeline.context import ConversationContext
+from avatar.pipeline.echo import EchoGuard
+from avatar.pipeline.endpointing import (
+    Endpointer, EndpointerConfig, SpeechDiscarded, SpeechEnd, SpeechStart,
+)
+from avatar.pipeline.hallucinations import is_hallucination
+from avatar.pipeline.responder import ReplyPlan, run_reply
+from avatar.pipeline.turn import Turn
+
+log = logging.getLogger("avatar.session")
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
+FRAME_MS = FRAME * 1000 / SAMPLE_RATE_IN
+TAIL_MS = 150.0  # audio kept after the last voiced frame (soft word endings)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    """What the client chose for this session (``config`` messages change it)."""
+
+    language: str | None = None  # None: detect from speech
+    tts_mode: str = "auto"
+    voice_profile_id: str | None = None
+    system_prompt: str | None = None
+    hands_free: bool = True
+    backchannel_ms: float = 600.0  # speech shorter than this during a reply does not interrupt
+
+
+class TurnRecorder(Protocol):
+    """Stores finished turns (user and assistant text and audio, metrics, interrupted flag)."""
+
+    async def record(self, session_id: str, turn: Turn, user_audio: PcmAudio | None,
+                     reply_audio: list[tuple[bytes, int]], interrupted: bool) -> None: ...
+
+
+class VoiceResolver(Protocol):
+    async def voice(self, profile_id: str) -> VoiceRef: ...
+
+
+class VoiceSession:
+    """The state of one /ws/chat connection."""
+
+    def __init__(self, hub: EngineHub, session_id: str, send: Send, *,
+                 config: SessionConfig | None = None, recorder: TurnRecorder | None = None,
+                 voices: VoiceResolver | None = None) -> None:
+        s = hub.settings
+        self.hub, self.session_id, self._send = hub, session_id, send
+        self.config = config or SessionConfig(tts_mode=s.tts.mode)
+        self.recorder, self.voices = recorder, voices
+        self.vad = hub.new_vad()
+        self.endpointer = Endpointer(EndpointerConfig.from_settings(s.vad))
+        self.context = ConversationContext(s.llm.system_prompt, s.llm.context_tokens // 2,
+                                           hub.llm.count_tokens)
+        self.echo = EchoGuard()
+        self.generation = 0
+        self.turn: Turn | None = None
+        self._turn_task: asyncio.Task[None] | None = None
+        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet framed
+        self._audio: list[np.ndarray] = []  # the stream since the last utterance, framed
+        self._stream_start_ms = 0.0  # stream time of self._audio[0]
+        self._reply_audio: list[tuple[bytes, int]] = []
+        self._detected_language: str | None = None
+        self._user_audio: PcmAudio | None = None
+        self._playback_until = 0.0  # monotonic estimate of when the client finishes playing
+        self._overlapped = False  # the current utterance began while a reply was audible
+        self.websocket: Any = None  # set by the transport, used to close it on shutdown
+
+    # --- messages -----------------------------------------------------------------------------
+
+    async def handle(self, msg: ClientMessage) -> None:
+        if isinstance(msg, AudioIn):
+            await self._on_audio(PcmAudio.from_s16le(msg.pcm, SAMPLE_RATE_IN).samples)
+        elif isinstance(msg, ConfigMsg):
+            await self._configure(msg)
+        elif isinstance(msg, TextMsg):
+            await self._start_turn(msg.text.strip(), None, time.monotonic(), {})
+        elif isinstance(msg, PlaybackMsg):
+            if self.turn and self.turn.id == msg.turn_id:
+                self.turn.report_playback(msg.played_ms)
+        elif isinstance(msg, Simple):
+            if msg.type == "ping":
+                await self._send(events.pong())
+            elif msg.type == "interrupt":
+                await self.interrupt("client")
+            else:
+                await self._end_of_utterance()
+
+    async def _configure(self, msg: ConfigMsg) -> None:
+        changes = {k: v for k, v in msg.model_dump(exclude={"type"}).items() if v is not None}
+        if changes.get("language") == "auto":
+            changes["language"] = None
+            self._detected_language = None
+        if "tts_mode" in changes:
+            self.hub.tts_modes.select(changes["tts_mode"])  # raises if hq is not configured
+        self.config = replace(self.config, **changes)
+        if "system_prompt" in changes:
+            self.context.system_prompt = changes["system_prompt"]
+        await self._send({"type": "config", **self.public_config()})
+
+    def public_config(self) -> dict[str, Any]:
+        c = self.config
+        return {"language": c.language or "auto", "tts_mode": c.tts_mode,
+                "voice_profile_id": c.voice_profile_id, "hands_free": c.hands_free}
+
+    # --- audio and endpointing ----------------------------------------------------------------
+
+    async def _on_audio(self, samples: np.ndarray) -> None:
+        self._pending = np.concatenate([self._pending, samples])
+        while len(self._pending) >= FRAME:
+            frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
+            self._audio.append(frame)
+            for event in self.endpointer.process(self.vad.probability(frame), FRAME_MS):
+                await self._on_endpoint(event)
+            await self._check_barge_in()
+            self._trim_idle_audio()
+
+    def _trim_idle_audio(self) -> None:
+        """Keep only the pre-roll while nobody speaks, so memory stays bounded."""
+        if self.endpointer.in_speech:
+            return
+        if self.config.hands_free:
+            keep = int(self.endpointer.config.pre_roll_ms / FRAME_MS) + 2
+        else:  # push-to-talk keeps everything up to the longest utterance
+            keep = int(self.endpointer.config.max_utterance_ms / FRAME_MS)
+        if len(self._audio) > keep:
+            self._stream_start_ms += (len(self._audio) - keep) * FRAME_MS
+            del self._audio[:-keep]
+
+    async def _on_endpoint(self, event: SpeechStart | SpeechEnd | SpeechDiscarded) -> None:
+        if isinstance(event, SpeechStart):
+            self._overlapped = self._replying or time.monotonic() < self._playback_until + 1.0
+            await self._send(events.speech(True))
+        elif isinstance(event, SpeechEnd) and self.config.hands_free:
+            await self._send(events.speech(False))
+            if self._replying and event.speech_ms < self.config.backchannel_ms:
+                return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
+            onset = event.end_ms - event.speech_ms
+            audio = self._take_audio(onset - self.endpointer.config.pre_roll_ms, event.end_ms)
+            t0 = time.monotonic() - (event.detected_ms - event.end_ms) / 1000
+            metrics = {"endpointing_ms": round(event.detected_ms - event.end_ms, 1),
+                       "user_speech_ms": round(event.speech_ms, 1)}
+            await self._start_turn(None, audio, t0, metrics)
+
+    async def _end_of_utterance(self) -> None:
+        """Push-to-talk: the client says the user stopped talking."""
+        for event in self.endpointer.force_end():
+            await self._on_endpoint(event)
+        if not self.config.hands_free:
+            audio = self._take_audio(None, None)
+            if self._has_speech(audio):
+                await self._start_turn(None, audio, time.monotonic(), {"endpointing_ms": 0.0})
+
+    def _has_speech(self, audio: PcmAudio) -> bool:
+        vad = self.hub.new_vad()
+        frames = len(audio.samples) // FRAME
+        voiced = sum(vad.probability(audio.samples[i * FRAME:(i + 1) * FRAME]) >= 0.5
+                     for i in range(frames))
+        return voiced * FRAME_MS >= self.hub.settings.vad.min_speech_ms
+
+    def _take_audio(self, start_ms: float | None, end_ms: float | None) -> PcmAudio:
+        """Cut the utterance out of the buffered stream (stream-time ms) and clear the buffer."""
+        samples = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+
+        def index(ms: float) -> int:
+            return max(0, int((ms - self._stream_start_ms) * SAMPLE_RATE_IN / 1000))
+
+        lo = index(start_ms) if start_ms is not None else 0
+        hi = index(end_ms + TAIL_MS) if end_ms is not None else len(samples)
+        self._stream_start_ms += len(samples) * 1000 / SAMPLE_RATE_IN
+        self._audio = []
+        return PcmAudio(samples[lo:hi].astype(np.float32), SAMPLE_RATE_IN)
+
+    # --- barge-in -----------------------------------------------------------------------------
+
+    @property
+    def _replying(self) -> bool:
+        return self._turn_task is not None and not self._turn_task.done()
+
+    async def _check_barge_in(self) -> None:
+        if (self._replying and self.config.hands_free and self.endpointer.in_speech
+                and self.endpointer.speech_ms >= self.config.backchannel_ms):
+            await self.interrupt("barge_in")
+
+    async def interrupt(self, reason: str) -> None:
+        """Stop the reply now: drop its pending audio, cancel LLM and TTS, keep what was heard."""
+        task, turn = self._turn_task, self.turn
+        if task is None or task.done() or turn is None:
+            return
+        self.generation += 1
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        self.echo.stopped()
+        heard = turn.heard_text()
+        await self._send(events.interrupted(turn.id, heard, reason))
+        await self._finish_turn(turn, interrupted=True)
+
+    # --- turns --------------------------------------------------------------------------------
+
+    async def _start_turn(self, text: str | None, audio: PcmAudio | None, t0: float,
+                          metrics: dict[str, float | None]) -> None:
+        await self.interrupt("new_turn")
+        self.generation += 1
+        turn = Turn(self.generation, t0=t0, metrics=dict(metrics))
+        self.turn = turn
+        self._reply_audio = []
+        self._turn_task = asyncio.create_task(self._run_turn(turn, text, audio, t0))
+
+    async def _run_turn(self, turn: Turn, text: str | None, audio: PcmAudio | None,
+                        t0: float) -> None:
+        try:
+            if audio is not None:
+                text = await self._transcribe(turn, audio, t0)
+                if text is None:
+                    return
+            assert text is not None
+            turn.user_text = text
+            turn.language = self.config.language or self._detected_language \
+                or detect_text_language(text)
+            self._user_audio = audio
+            await self._reply(turn, t0)
+            await self._finish_turn(turn, interrupted=False)
+        except asyncio.CancelledError:
+            raise
+        except AvatarError as exc:
+            await self._send(events.error(exc.code, str(exc), turn_id=turn.id))
+            await self._finish_turn(turn, interrupted=False, failed=True)
+        except Exception:
+            log.exception("turn %s failed", turn.id)
+            await self._send(events.error("internal_error", "the turn failed", turn_id=turn.id))
+
+    async def _transcribe(self, turn: Turn, audio: PcmAudio, t0: float) -> str | None:
+        start = time.monotonic()
+        # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
+        # message with language "auto" detects again).
+        language = self.config.language or self._detected_language
+        result = await self.hub.stt.transcribe(audio, language=language)
+        turn.metrics["stt_ms"] = round((time.monotonic() - start) * 1000, 1)
+        text = result.text.strip()
+        if not text or is_hallucination(text, no_speech_probability=result.no_speech_probability,
+                                        speech_ms=turn.metrics.get("user_speech_ms")):
+            return None  # noise or silence: no phantom turn
+        if self._overlapped and self.echo.is_echo(text):
+            return None  # AVATAR hearing itself through the speakers
+        self._detected_language = self._detected_language or result.language
+        await self._send(events.transcript(text, final=True, turn_id=turn.id,
+                                           language=result.language))
+        return text
+
+    async def _reply(self, turn: Turn, t0: float) -> None:
+        selection = self.hub.tts_modes.select(self.config.tts_mode)  # type: ignore[arg-type]
+        turn.tts_mode = selection.mode_used
+        voice = None
+        if self.config.voice_profile_id and self.voices:
+            voice = await self.voices.voice(self.config.voice_profile_id)
+        self.context.add_user(turn.user_text)
+        cfg = self.hub.settings.llm
+        plan = ReplyPlan(self.hub.llm, selection.engine, selection.mode_used,
+                         self.context.messages(),
+                         GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
+                         turn.language or "en", voice, t0)
+        await run_reply(turn, plan, self._guarded(turn.generation), self._audio_sink)
+
+    def _guarded(self, generation: int) -> Send:
+        async def send(event: dict[str, Any]) -> None:
+            if generation == self.generation:  # stale output of an interrupted turn is dropped
+                await self._send(event)
+        return send
+
+    async def _audio_sink(self, turn: Turn, pcm: bytes, rate: int, text: str) -> None:
+        if turn.generation != self.generation:
+            return
+        seq = len(self._reply_audio)
+        self.echo.playing(text)
+        self._reply_audio.append((pcm, rate))
+        now = time.monotonic()
+        self._playback_until = max(self._playback_until, now) + len(pcm) / 2 / rate
+        await self._send(events.audio_response(pcm, rate, turn.id, seq, text))
+        if seq == 0:
+            turn.metrics["voice_to_voice_ms"] = round((time.monotonic() - turn.t0) * 1000, 1)
+
+    async def _finish_turn(self, turn: Turn, *, interrupted: bool, failed: bool = False) -> None:
+        text = turn.heard_text() if interrupted else turn.reply_text.strip()
+        if not failed:
+            self.context.add_assistant(text, interrupted=interrupted)
+        await self._send(events.turn_end(turn.id, turn.metrics, interrupted=interrupted,
+                                         text=text, tts_mode=turn.tts_mode))
+        if self.recorder is not None and turn.user_text:
+            try:
+                await self.recorder.record(self.session_id, turn, self._user_audio,
+                                           list(self._reply_audio), interrupted)
+            except Exception:
+                log.exception("could not store turn %s", turn.id)
+                await self._send(events.error("storage_failed", "the turn could not be stored",
+                                              turn_id=turn.id))
+
+    async def close(self) -> None:
+        await self.interrupt("closed")

@@ -1,0 +1,78 @@
+"""One assistant reply: its generation id, what was sent, what the user actually heard.
+
+"Heard" follows the client's reported playback position when it sends one (``playback``
+messages), else the audio sent. Within a partly heard chunk the text is cut in proportion to the
+audio played (by words, or by characters for scripts without spaces).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
+
+
+@dataclass(slots=True)
+class SpokenChunk:
+    """A piece of reply text and the length of the audio sent for it so far."""
+
+    text: str
+    duration_ms: float
+
+
+@dataclass(slots=True)
+class Turn:
+    """An assistant reply in flight; ``generation`` tags its output so stale frames are dropped."""
+
+    generation: int
+    t0: float = 0.0  # monotonic end of the user's speech; voice-to-voice counts from here
+    user_text: str = ""
+    language: str | None = None
+    id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
+    reply_text: str = ""
+    chunks: list[SpokenChunk] = field(default_factory=list)
+    played_ms: float | None = None
+    tts_mode: str | None = None
+    metrics: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def sent_ms(self) -> float:
+        return sum(c.duration_ms for c in self.chunks)
+
+    def report_playback(self, played_ms: float) -> None:
+        self.played_ms = min(max(played_ms, self.played_ms or 0.0), self.sent_ms)
+
+    def heard_text(self) -> str:
+        """The reply text up to the playback position (or all audio sent, if none reported)."""
+        position = self.played_ms if self.played_ms is not None else self.sent_ms
+        heard: list[str] = []
+        for chunk in self.chunks:
+            if position <= 0:
+                break
+            if position >= chunk.duration_ms:
+                heard.append(chunk.text)
+            else:
+                heard.append(cut_text(chunk.text, position / chunk.duration_ms))
+            position -= chunk.duration_ms
+        return join_chunks(heard).strip()
+
+
+def cut_text(text: str, fraction: float) -> str:
+    """The first ``fraction`` of ``text``: whole words, or characters for CJK text."""
+    if fraction <= 0:
+        return ""
+    if _CJK.search(text):
+        return text[: int(len(text) * fraction)]
+    words = text.split()
+    return " ".join(words[: int(len(words) * fraction)])
+
+
+def join_chunks(chunks: list[str]) -> str:
+    out = ""
+    for chunk in chunks:
+        if out and not _CJK.search(out[-1:]) and not out.endswith(" "):
+            out += " "
+        out += chunk.strip()
+    return out

@@ -1,0 +1,135 @@
+"""/ws/chat end to end over a real WebSocket with the real embedded models."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+
+import pytest
+import websockets
+from wsclient import ChatClient, connect, noise, silence, to_pcm16k
+
+from avatar.engines.hub import EngineHub
+from avatar.services import speech
+
+
+@pytest.fixture(scope="module")
+def question_pcm(hub: EngineHub) -> bytes:
+    audio = asyncio.run(speech.say(hub, "What is the capital of France?", language="en"))
+    return silence(0.5) + to_pcm16k(audio) + silence(1.5)
+
+
+async def test_spoken_question_gets_a_spoken_answer(live_server, question_pcm: bytes) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        started = await client.until(lambda e: e["type"] == "session_started")
+        assert started["input_sample_rate"] == 16_000
+        await client.stream(question_pcm)
+        end = await client.until(lambda e: e["type"] == "turn_end")
+    finals = [e for e in client.of("transcript") if e["final"]]
+    assert finals and "capital" in finals[0]["text"].lower()
+    assert finals[0]["language"] == "en"
+    tokens = client.of("llm_token")
+    assert len(tokens) >= 2
+    assert "paris" in "".join(t["token"] for t in tokens).lower()
+    audio = client.of("audio_response")
+    assert audio and audio[0]["sample_rate"] == 22_050
+    assert len(base64.b64decode(audio[0]["data"])) > 2_000
+    assert all(a["turn_id"] == end["turn_id"] for a in audio)
+    metrics = end["metrics"]
+    for key in ("endpointing_ms", "stt_ms", "llm_first_token_ms", "first_text_ms",
+                "tts_first_audio_ms", "voice_to_voice_ms"):
+        assert metrics.get(key) is not None and metrics[key] >= 0, key
+    assert end["interrupted"] is False and "paris" in end["text"].lower()
+
+
+async def test_typed_text_and_binary_frames(live_server) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await client.stream(silence(0.3), binary=True)
+        await client.send_json({"type": "text", "text": "Say hello in three words."})
+        end = await client.until(lambda e: e["type"] == "turn_end")
+    assert client.of("audio_response") and end["text"]
+
+
+async def test_noise_and_silence_make_no_turn(live_server) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await client.stream(silence(2.0) + noise(3.0) + silence(2.0))
+        await client.send_json({"type": "ping"})
+        await client.until(lambda e: e["type"] == "pong")
+        await asyncio.sleep(1.5)  # a turn, had one started, would have sent its transcript
+        await client.send_json({"type": "ping"})
+        await client.until(lambda e: e["type"] == "pong")
+    kinds = {e["type"] for e in client.events}
+    assert not kinds & {"transcript", "llm_token", "audio_response", "turn_end"}
+
+
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [
+        ("{not json", "bad_json"),
+        ('["a list"]', "bad_message"),
+        ('{"type": "audio_chunk", "data": "%%%not-base64"}', "bad_audio"),
+        ('{"type": "audio_chunk", "data": "AAEC"}', "bad_audio_format"),
+        ('{"type": "teleport"}', "unknown_type"),
+        ('{"type": "config", "tts_mode": "ultra"}', "invalid_message"),
+        ('{"type": "text", "text": ""}', "invalid_message"),
+    ],
+)
+async def test_protocol_abuse_gets_an_error_and_the_session_lives(live_server, raw, code) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await ws.send(raw)
+        error = await client.until(lambda e: e["type"] == "error")
+        assert error["code"] == code and error["message"]
+        await client.send_json({"type": "ping"})
+        await client.until(lambda e: e["type"] == "pong")
+
+
+async def test_hq_mode_is_refused_while_unconfigured(live_server) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await client.send_json({"type": "config", "tts_mode": "hq"})
+        error = await client.until(lambda e: e["type"] == "error")
+    assert error["code"] == "engine_unavailable" and "hq" in error["message"]
+
+
+async def test_oversized_frame_closes_with_1009(live_server) -> None:
+    async with connect(live_server) as ws:
+        await ws.recv()
+        await ws.send(b"\0" * (2 << 20))
+        with pytest.raises(websockets.ConnectionClosed) as info:
+            for _ in range(10):
+                await ws.recv()
+    assert info.value.rcvd is not None and info.value.rcvd.code == 1009
+
+
+async def test_connection_needs_the_token(live_server) -> None:
+    with pytest.raises(websockets.InvalidStatus) as info:
+        async with connect(live_server, headers={}):
+            pass
+    assert info.value.response.status_code == 403
+    bad = {"Authorization": "Bearer wrong-token-wrong-token"}
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect(live_server, headers=bad):
+            pass
+
+
+async def test_foreign_origin_is_refused(live_server) -> None:
+    headers = {**live_server.auth, "Origin": "http://evil.example"}
+    with pytest.raises(websockets.InvalidStatus):
+        async with connect(live_server, headers=headers):
+            pass
+
+
+async def test_cookie_login_works_for_browsers(live_server) -> None:
+    host = live_server.url.removeprefix("http://")
+    headers = {"Cookie": f"avatar_token={live_server.token}", "Origin": f"http://{host}"}
+    async with connect(live_server, headers=headers) as ws:
+        assert json.loads(await ws.recv())["type"] == "session_started"
