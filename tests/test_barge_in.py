@@ -1,0 +1,96 @@
+"""Barge-in timelines with scripted engines: the reply stops, what was heard is kept."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from conftest import LiveServer, make_settings, serve_app
+from wsclient import ChatClient, connect, silence, to_pcm16k
+
+from avatar.api.app import create_app
+from avatar.engines.hub import EngineHub
+from avatar.services import speech
+from avatar.storage import Conversations
+from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
+
+REPLY = ("Once upon a time, there was a small robot. It lived in a quiet town by the sea. "
+         "Every morning it walked to the harbour. It counted the boats and sang to the gulls. "
+         "One day a storm came over the water.")
+
+
+@pytest.fixture(scope="module")
+def speech_pcm(hub: EngineHub) -> bytes:
+    audio = asyncio.run(speech.say(hub, "Wait, stop, I have a different question.", language="en"))
+    return to_pcm16k(audio)
+
+
+@pytest.fixture(scope="module")
+def fake_server(tmp_path_factory: pytest.TempPathFactory, model_store) -> Iterator[LiveServer]:
+    settings = make_settings(tmp_path_factory.mktemp("barge"), server={"preload": False})
+    hub = EngineHub(settings, model_store)
+    hub.override("llm", ScriptedChat(REPLY, interval_s=0.02))
+    hub.override("tts.fast", ToneTts(ms_per_word=250))
+    hub.override("stt", ScriptedStt("Wait, stop, I have a different question."))
+    app = create_app(settings, hub)
+    with serve_app(app, settings) as host:
+        yield LiveServer(f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(),
+                         settings, app)
+    hub.close()
+
+
+async def _start_reply(client: ChatClient) -> str:
+    await client.until(lambda e: e["type"] == "session_started")
+    await client.send_json({"type": "text", "text": "Tell me a story."})
+    first = await client.until(lambda e: e["type"] == "audio_response")
+    return str(first["turn_id"])
+
+
+async def test_user_speech_interrupts_and_heard_text_is_stored(fake_server, speech_pcm) -> None:
+    async with connect(fake_server) as ws:
+        client = ChatClient(ws)
+        turn_id = await _start_reply(client)
+        await client.stream(speech_pcm + silence(1.0), realtime=0.2)
+        interrupted = await client.until(lambda e: e["type"] == "interrupted")
+        end = await client.until(lambda e: e["type"] == "turn_end" and e["turn_id"] == turn_id)
+        # the user's question becomes the next turn
+        await client.until(lambda e: e["type"] == "transcript" and e["final"])
+        await client.until(lambda e: e["type"] == "turn_end" and e["turn_id"] != turn_id)
+    assert interrupted["turn_id"] == turn_id and interrupted["reason"] == "barge_in"
+    heard = interrupted["heard_text"]
+    assert heard and REPLY.startswith(heard.rstrip(".")[:20]) and len(heard) < len(REPLY)
+    assert end["interrupted"] is True and end["text"] == heard
+    cut = client.events.index(interrupted)
+    assert not [e for e in client.events[cut:]
+                if e["type"] == "audio_response" and e["turn_id"] == turn_id]
+    state = fake_server.app.state.avatar
+    async with state.db.read() as session:
+        sessions = await Conversations(session).list_sessions()
+        stored = await Conversations(session).get_session(sessions.items[0].id)
+    first = stored.turns[0]
+    assert first.interrupted and first.assistant_text == heard and first.heard_text == heard
+
+
+async def test_playback_position_decides_what_was_heard(fake_server, speech_pcm) -> None:
+    async with connect(fake_server) as ws:
+        client = ChatClient(ws)
+        turn_id = await _start_reply(client)
+        await client.until(lambda e: e["type"] == "audio_response" and e["seq"] >= 1)
+        await client.send_json({"type": "playback", "turn_id": turn_id, "played_ms": 500})
+        await client.send_json({"type": "interrupt"})
+        interrupted = await client.until(lambda e: e["type"] == "interrupted")
+    assert interrupted["reason"] == "client"
+    assert interrupted["heard_text"] == "Once upon"  # 500 ms of 250 ms words
+
+
+async def test_backchannel_does_not_interrupt(fake_server, speech_pcm) -> None:
+    short = speech_pcm[: 16_000 * 2 * 4 // 10]  # 0.4 s of speech: an "uh-huh"
+    async with connect(fake_server) as ws:
+        client = ChatClient(ws)
+        turn_id = await _start_reply(client)
+        await client.stream(silence(0.3) + short + silence(1.0), realtime=0.2)
+        end = await client.until(lambda e: e["type"] == "turn_end" and e["turn_id"] == turn_id)
+    assert end["interrupted"] is False
+    assert not client.of("interrupted")
+    assert not [e for e in client.events if e["type"] == "transcript"]
