@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `avatar` sets it (see cli/main.py)
 import socket
 import threading
 import time
@@ -115,3 +117,17 @@ async def api(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
         base_url=live_server.url, headers=live_server.auth, timeout=120
     ) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The machine's Redis; skipped when absent unless AVATAR_REQUIRE_REDIS=1 (CI)."""
+    url = os.environ.get("AVATAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+    try:
+        with socket.create_connection(("127.0.0.1", 6379), timeout=1):
+            pass
+    except OSError:
+        if os.environ.get("AVATAR_REQUIRE_REDIS") == "1":
+            pytest.fail("Redis is required (AVATAR_REQUIRE_REDIS=1) but 127.0.0.1:6379 is closed")
+        pytest.skip("Redis not reachable at 127.0.0.1:6379")
+    return url

@@ -24,7 +24,8 @@ class RateLimits:
 
     def __init__(self, storage_url: str | None = None) -> None:
         storage: Storage = (
-            RedisStorage(storage_url.replace("redis://", "async+redis://", 1))
+            RedisStorage(storage_url.replace("redis://", "async+redis://", 1),
+                         implementation="redispy", key_prefix="avatar")
             if storage_url and storage_url.startswith("redis://") else MemoryStorage()
         )
         self.limiter = MovingWindowRateLimiter(storage)
