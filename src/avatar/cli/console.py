@@ -9,6 +9,7 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -23,7 +24,7 @@ from avatar.errors import AvatarError
 from avatar.settings import Settings, load_settings
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -37,9 +38,9 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except AvatarError as exc:
-            err_console.print(f"[bold red]error[/] [dim]({exc.code})[/]: {exc.message}")
+            err_console.print(f"[bold red]error[/] [dim]({exc.code})[/]: {escape(exc.message)}")
             if exc.hint:
-                err_console.print(f"  [yellow]fix:[/] {exc.hint}")
+                err_console.print(f"  [yellow]fix:[/] {escape(exc.hint)}")
             raise typer.Exit(1) from None
 
     return wrapper

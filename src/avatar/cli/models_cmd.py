@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from avatar.cli.console import byte_progress, console, settings, user_errors
@@ -52,8 +53,8 @@ def verify(
                 console.print(f"[green]ok[/] {name}: {model.path}")
             except AvatarError as exc:
                 failures += 1
-                console.print(f"[red]failed[/] {name}: {exc.message}")
+                console.print(f"[red]failed[/] {name}: {escape(exc.message)}")
                 if exc.hint:
-                    console.print(f"  [yellow]fix:[/] {exc.hint}")
+                    console.print(f"  [yellow]fix:[/] {escape(exc.hint)}")
     if failures:
         raise typer.Exit(1)
