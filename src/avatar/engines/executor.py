@@ -9,6 +9,7 @@ checks between items, so a long generation stops at the next token or chunk.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -79,15 +80,17 @@ class ThreadedEngine:
         cancel = threading.Event()
 
         def put(item: Any) -> None:
-            # Blocks the worker when the consumer is slow; gives up when cancelled.
-            while not cancel.is_set():
-                fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            # Blocks the worker while the consumer is slow; gives up only when cancelled. The
+            # same future is awaited until it completes, so an item is never delivered twice.
+            fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
+            while True:
                 try:
                     fut.result(timeout=0.5)
                     return
                 except TimeoutError:
-                    fut.cancel()
-            raise Cancelled
+                    if cancel.is_set():
+                        fut.cancel()
+                        raise Cancelled from None
 
         def produce() -> None:
             try:
@@ -96,14 +99,14 @@ class ThreadedEngine:
                     if cancel.is_set():
                         break
                     put(item)
+                if not cancel.is_set():
+                    put(_DONE)
             except Cancelled:
                 return
             except BaseException as exc:  # handed to the consumer, re-raised there
                 if not cancel.is_set():
-                    put(_Failure(exc))
-                return
-            if not cancel.is_set():
-                put(_DONE)
+                    with contextlib.suppress(Cancelled):
+                        put(_Failure(exc))
 
         worker = loop.run_in_executor(self._executor, produce)
         try:

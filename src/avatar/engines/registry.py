@@ -129,7 +129,7 @@ def engine_class(spec: EngineSpec) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         missing = exc.name or str(exc)
-        if missing.startswith("avatar"):
+        if missing == "avatar" or missing.startswith("avatar."):
             raise  # our own module is broken: a bug, not a missing extra
         extra = f"pip install 'avatar[{spec.extra}]'" if spec.extra else "reinstall avatar"
         raise EngineUnavailable(

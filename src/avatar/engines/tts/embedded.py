@@ -1,0 +1,89 @@
+"""The default ``fast`` TTS: Piper for English, espeak-ng for every other language.
+
+Both engines speak at 22,050 Hz today; should a configured Piper voice use another rate, the
+espeak-ng audio is resampled so the engine has one output rate (Piper's).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import numpy as np
+import soxr
+
+from avatar.audio.pcm import PcmAudio
+from avatar.engines.base import TextToSpeech, TtsCapabilities, VoiceRef
+from avatar.engines.tts.espeak import EspeakTts
+from avatar.engines.tts.language import primary_language, speech_language
+from avatar.engines.tts.piper import PiperTts
+from avatar.models.store import ModelStore
+from avatar.settings import TtsSlotSettings
+
+
+class EmbeddedTts:
+    """Routes by reply language: English -> Piper (neural), others -> espeak-ng (formant).
+
+    ``language`` 'auto' (or '') picks by the text's script; text that is mostly CJK is spoken
+    by espeak-ng even when the language says English. Voice profiles are not cloned: these
+    engines only have their packaged voices, and ``describe_voice`` says so.
+    """
+
+    name = "embedded"
+
+    def __init__(self, piper: PiperTts, espeak: EspeakTts) -> None:
+        self.piper = piper
+        self.espeak = espeak
+        piper_langs = piper.capabilities.languages or frozenset()
+        self._piper_langs = piper_langs
+        self.capabilities = TtsCapabilities(
+            sample_rate=piper.capabilities.sample_rate,
+            languages=(espeak.capabilities.languages or frozenset()) | piper_langs,
+            streaming=True,
+        )
+
+    @classmethod
+    def from_settings(cls, cfg: TtsSlotSettings, models: ModelStore) -> EmbeddedTts:
+        return cls(PiperTts.from_settings(cfg, models), EspeakTts.from_settings(cfg, models))
+
+    @property
+    def loaded(self) -> bool:
+        return self.piper.loaded and self.espeak.loaded
+
+    def load(self) -> None:
+        self.espeak.load()
+        self.piper.load()
+
+    def unload(self) -> None:
+        self.piper.unload()
+        self.espeak.unload()
+
+    def shutdown(self) -> None:
+        self.piper.shutdown()
+        self.espeak.shutdown()
+
+    def engine_for(self, language: str) -> TextToSpeech:
+        """The engine that speaks ``language`` (a language tag, not 'auto')."""
+        return self.piper if primary_language(language) in self._piper_langs else self.espeak
+
+    def describe_voice(self, language: str, voice: VoiceRef | None) -> str:
+        return self.engine_for(language).describe_voice(language, voice)
+
+    async def synthesize_stream(
+        self, text: str, *, language: str = "en", voice: VoiceRef | None = None
+    ) -> AsyncIterator[PcmAudio]:
+        lang = speech_language(language, text)
+        engine = self.engine_for(lang)
+        rate = self.capabilities.sample_rate
+        inner = engine.synthesize_stream(text, language=lang, voice=voice)
+        try:
+            async for chunk in inner:
+                yield chunk if chunk.sample_rate == rate else _resample(chunk, rate)
+        finally:  # closing this stream closes the inner one now, which stops its worker
+            aclose = getattr(inner, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+
+def _resample(audio: PcmAudio, rate: int) -> PcmAudio:
+    samples = soxr.resample(audio.samples, audio.sample_rate, rate)
+    return PcmAudio(np.asarray(samples, dtype=np.float32), rate)
