@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse
@@ -56,5 +56,5 @@ def rate_limit(spec: str) -> Callable[..., Awaitable[None]]:
     return check
 
 
-def limit(spec: str) -> object:
+def limit(spec: str) -> Any:
     return Depends(rate_limit(spec))

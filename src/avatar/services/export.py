@@ -1,0 +1,171 @@
+"""Export one conversation as JSON (full data), Markdown (a readable transcript) or a zip of both
+plus every turn's audio.
+
+The zip is written to a temp file in the audio store's ``exports`` folder (named like the store's
+own temp files, so :meth:`AudioStore.orphans` sweeps one a crash left behind) and streamed from
+there; the caller deletes it once sent. Only files the store resolves inside its root are added,
+under server-made names (``turn-003-user.wav``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import json
+import shutil
+import uuid
+import zipfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from avatar import __version__
+from avatar.api.schemas.conversations import ExportFormat, SessionDetail, Side
+from avatar.services.conversations import (
+    ConversationService,
+    locate,
+    safe_stem,
+    side_audio,
+    turn_file_name,
+)
+from avatar.storage import AudioStore, TurnRow
+from avatar.storage.audio_store import TEMP_PREFIX, TEMP_SUFFIX
+
+FORMAT_VERSION = 1
+SIDES: tuple[Side, ...] = ("user", "assistant")
+
+
+@dataclass(frozen=True, slots=True)
+class ExportFile:
+    """An export ready to send: bytes in memory, or a temp file the caller must delete."""
+
+    media_type: str
+    filename: str
+    content: bytes | None = None
+    path: Path | None = None
+
+
+def document(detail: SessionDetail, files: dict[tuple[int, Side], str] | None = None) -> Any:
+    """The JSON export: every stored field; with ``files``, each turn names its audio in the zip."""
+    data = detail.model_dump(mode="json")
+    if files is not None:
+        for turn in data["turns"]:
+            for side in SIDES:
+                turn[f"{side}_audio_file"] = files.get((turn["index"], side))
+    return {
+        "format": "avatar.conversation",
+        "format_version": FORMAT_VERSION,
+        "avatar_version": __version__,
+        "exported_at": _iso(datetime.now(UTC)),
+        "session": data,
+    }
+
+
+def to_json(detail: SessionDetail, files: dict[tuple[int, Side], str] | None = None) -> bytes:
+    return json.dumps(document(detail, files), ensure_ascii=False, indent=2).encode()
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
+def _quote(text: str) -> str:
+    """Text as a Markdown blockquote; ``<``, ``>``, ``&`` escaped so no renderer runs raw HTML."""
+    lines = html.escape(text, quote=False).splitlines() or [""]
+    return "\n".join(f"> {line}" if line else ">" for line in lines)
+
+
+def _latencies(metrics: dict[str, Any]) -> str:
+    parts = [
+        f"{key.removesuffix('_ms').replace('_', ' ')} {value:g} ms"
+        for key, value in metrics.items()
+        if key.endswith("_ms") and isinstance(value, int | float) and not isinstance(value, bool)
+    ]
+    return " · ".join(parts)
+
+
+def to_markdown(detail: SessionDetail) -> str:
+    """A transcript for people: a header, then each turn's user and assistant text."""
+    title = html.escape(detail.title or f"Conversation {detail.id}", quote=False)
+    out = [
+        f"# {title}",
+        "",
+        f"- Session: `{detail.id}`",
+        f"- Started: {_iso(detail.created_at)}",
+        f"- Last activity: {_iso(detail.updated_at)}",
+        f"- Language: {detail.language or 'auto'}",
+        f"- Turns: {len(detail.turns)}",
+        "",
+    ]
+    for turn in detail.turns:
+        out += [
+            f"## Turn {turn.index} ({_iso(turn.created_at)})",
+            "",
+            "**User:**",
+            "",
+            _quote(turn.user_text),
+            "",
+            "**Assistant:**",
+            "",
+            _quote(turn.assistant_text),
+            "",
+        ]
+        if turn.interrupted:
+            out += ["*Interrupted by the user; they heard:*", "", _quote(turn.heard_text or ""), ""]
+        if latencies := _latencies(turn.metrics):
+            out += [f"*Latency: {latencies}*", ""]
+    return "\n".join(out)
+
+
+def _add_audio(
+    archive: zipfile.ZipFile, audio: AudioStore, turns: list[TurnRow]
+) -> dict[tuple[int, Side], str]:
+    files: dict[tuple[int, Side], str] = {}
+    for turn in turns:
+        for side in SIDES:
+            rel = side_audio(turn, side)
+            path = locate(audio, rel) if rel else None
+            if rel is None or path is None:
+                continue
+            name = turn_file_name(turn.index, side, rel)
+            try:
+                source = path.open("rb")
+            except OSError:  # deleted since it was located
+                continue
+            info = zipfile.ZipInfo(name, date_time=turn.created_at.timetuple()[:6])
+            with source, archive.open(info, "w") as target:
+                shutil.copyfileobj(source, target, 1 << 20)
+            files[(turn.index, side)] = name
+    return files
+
+
+def write_zip(audio: AudioStore, detail: SessionDetail, turns: list[TurnRow]) -> Path:
+    """Build the archive in a temp file under ``exports/`` and return its path (blocking)."""
+    target = audio.path(f"exports/{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}")
+    try:
+        with target.open("xb") as fh, zipfile.ZipFile(fh, "w") as archive:
+            files = _add_audio(archive, audio, turns)
+            deflate = zipfile.ZIP_DEFLATED
+            archive.writestr("conversation.json", to_json(detail, files), compress_type=deflate)
+            archive.writestr("conversation.md", to_markdown(detail), compress_type=deflate)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return target
+
+
+async def export_session(
+    service: ConversationService, session_id: str, fmt: ExportFormat
+) -> ExportFile:
+    """The export of one session in ``fmt``; :class:`NotFound` for an unknown session."""
+    detail, turns = await service.get_turns(session_id)
+    stem = f"conversation-{safe_stem(detail.id)}"
+    if fmt == "json":
+        return ExportFile("application/json", f"{stem}.json", content=to_json(detail))
+    if fmt == "markdown":
+        return ExportFile(
+            "text/markdown; charset=utf-8", f"{stem}.md", content=to_markdown(detail).encode()
+        )
+    path = await asyncio.to_thread(write_zip, service.audio, detail, turns)
+    return ExportFile("application/zip", f"{stem}.zip", path=path)
