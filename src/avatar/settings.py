@@ -150,6 +150,11 @@ class Settings(BaseSettings):
     open_reads: bool = Field(False, description="Allow reads without the token (original API).")
     max_sessions: int = Field(16, ge=1, description="Concurrent voice sessions, all clients.")
     max_sessions_per_client: int = Field(4, ge=1, description="Concurrent sessions per client.")
+    pipeline: Literal["streaming", "sequential"] = Field(
+        "streaming",
+        description="streaming speaks while the reply is written; sequential (the original"
+        " design, kept as a benchmark baseline) waits for the whole reply, then the whole audio.",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
 from avatar.bench.engine_probe import PROBES
-from avatar.cli.console import console, err_console, user_errors
+from avatar.cli.console import console, err_console, settings, user_errors
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 
@@ -58,3 +59,110 @@ def engines(
             r["note"],
         )
     console.print(table)
+
+
+@app.command("latency")
+@user_errors
+def latency(
+    turns: int = typer.Option(20, "--turns", help="Turns per real-model run."),
+    modes: str = typer.Option(
+        "streaming,sequential",
+        "--modes",
+        help="Real-model pipelines to run (streaming, sequential).",
+    ),
+    fake_sessions: str = typer.Option(
+        "1,10,50",
+        "--fake-sessions",
+        help="Concurrent sessions for the fake-engine runs ('' skips).",
+    ),
+    fake_turns: int = typer.Option(3, "--fake-turns", help="Turns per fake session."),
+    plot_path: Path = typer.Option(
+        Path("docs/benchmarks/latency.png"), "--plot", help="Where to save the latency plot (PNG)."
+    ),
+    json_path: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
+) -> None:
+    """Voice-to-voice p50/p95 with its parts, through the real WebSocket in real time."""
+    import asyncio
+    import tempfile
+
+    from avatar.bench import latency as lat
+    from avatar.engines.hub import EngineHub
+    from avatar.settings import load_settings
+    from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
+
+    base = settings()
+    work = Path(tempfile.mkdtemp(prefix="avatar-bench-"))
+    runs: dict[str, list[lat.TurnResult]] = {}
+    summaries: dict[str, dict[str, dict[str, float]]] = {}
+    hub = EngineHub(base)
+    clips = asyncio.run(lat.make_clips(hub))
+
+    def run(name: str, s: object, engines: EngineHub, sessions: int, n: int) -> None:
+        with Progress(console=err_console) as progress, lat.served(s, engines) as url:  # type: ignore[arg-type]
+            task = progress.add_task(f"{name}", total=sessions * n)
+            results = asyncio.run(
+                lat.run_sessions(
+                    url,
+                    s.api_token.get_secret_value(),
+                    clips,  # type: ignore[attr-defined]
+                    n,
+                    sessions,
+                    lambda _: progress.advance(task),
+                )
+            )
+        runs[name] = results
+        summaries[name] = lat.summarize(results)
+
+    token = "bench-token-0123456789abcdef"
+    for mode in [m for m in modes.split(",") if m]:
+        s = load_settings(
+            data_dir=work / mode,
+            api_token=token,
+            pipeline=mode,
+            server={"preload": True},
+            models={"cache_dir": base.model_cache_dir},
+        )
+        hub.settings = s
+        run(mode, s, hub, 1, turns)
+    for count in [int(c) for c in fake_sessions.split(",") if c]:
+        s = load_settings(
+            data_dir=work / f"fake{count}",
+            api_token=token,
+            max_sessions=count + 1,
+            max_sessions_per_client=count + 1,
+            server={"preload": False},
+            models={"cache_dir": base.model_cache_dir},
+        )
+        fake = EngineHub(s, hub.models)
+        fake.override("stt", ScriptedStt("What is the capital of France?"))
+        fake.override("llm", ScriptedChat("The capital of France is Paris.", interval_s=0.0))
+        fake.override("tts.fast", ToneTts(ms_per_word=100))
+        run(f"fake x{count}", s, fake, count, fake_turns)
+    _print_latency(summaries)
+    if plot_path:
+        lat.plot({k: v for k, v in runs.items() if not k.startswith("fake")} or runs, plot_path)
+        err_console.print(f"plot: {plot_path}")
+    if json_path:
+        json_path.write_text(json.dumps(summaries, indent=2))
+
+
+def _print_latency(summaries: dict[str, dict[str, dict[str, float]]]) -> None:
+    table = Table("run", "measure", "p50 ms", "p95 ms", "mean ms", "n")
+    for run_name, summary in summaries.items():
+        for measure, stats in summary.items():
+            table.add_row(
+                run_name,
+                measure,
+                f"{stats['p50']:.0f}",
+                f"{stats['p95']:.0f}",
+                f"{stats['mean']:.0f}",
+                str(int(stats["n"])),
+            )
+        table.add_section()
+    console.print(table)
+    if "streaming" in summaries and "sequential" in summaries:
+        ratio = (
+            summaries["sequential"]["voice_to_voice_client_ms"]["p50"]
+            / summaries["streaming"]["voice_to_voice_client_ms"]["p50"]
+        )
+        console.print(f"sequential / streaming voice-to-voice p50: {ratio:.2f}x")

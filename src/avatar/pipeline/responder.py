@@ -33,6 +33,7 @@ class ReplyPlan:
     language: str
     voice: VoiceRef | None
     t0: float  # monotonic time voice-to-voice is measured from (end of user speech)
+    sequential: bool = False  # the original design: whole reply, then whole audio, then send
 
 
 def _ms_since(t0: float) -> float:
@@ -41,6 +42,9 @@ def _ms_since(t0: float) -> float:
 
 async def run_reply(turn: Turn, plan: ReplyPlan, emit_token: Emit, send_audio: AudioSink) -> None:
     """Stream the reply of ``turn``; fills ``turn.reply_text``, ``turn.chunks`` and metrics."""
+    if plan.sequential:
+        await _run_sequential(turn, plan, emit_token, send_audio)
+        return
     chunks: asyncio.Queue[str | None] = asyncio.Queue(maxsize=8)
     async with asyncio.TaskGroup() as group:
         group.create_task(_generate(turn, plan, chunks, emit_token))
@@ -91,3 +95,24 @@ async def _speak(turn: Turn, plan: ReplyPlan, chunks: asyncio.Queue[str | None],
                 turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
             spoken.duration_ms += audio.duration_s * 1000
             await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)
+
+
+async def _run_sequential(turn: Turn, plan: ReplyPlan, emit_token: Emit,
+                          send_audio: AudioSink) -> None:
+    """Baseline: generate the whole reply, synthesize all of it, only then send the audio."""
+    text_queue: asyncio.Queue[str | None] = asyncio.Queue()
+    await _generate(turn, plan, text_queue, emit_token)
+    pieces: list[str] = []
+    while (piece := text_queue.get_nowait()) is not None:
+        pieces.append(piece)
+    held: list[tuple[bytes, int, str]] = []
+    for text in pieces:
+        spoken = SpokenChunk(text, 0.0)
+        turn.chunks.append(spoken)
+        async for audio in plan.tts.synthesize_stream(text, language=plan.language,
+                                                      voice=plan.voice):
+            spoken.duration_ms += audio.duration_s * 1000
+            held.append((audio.to_s16le(), audio.sample_rate, text))
+    turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
+    for pcm, rate, text in held:
+        await send_audio(turn, pcm, rate, text)

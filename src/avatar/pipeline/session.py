@@ -19,7 +19,13 @@ import numpy as np
 
 from avatar.api.ws import events
 from avatar.api.ws.protocol import (
-    SAMPLE_RATE_IN, AudioIn, ClientMessage, ConfigMsg, PlaybackMsg, Simple, TextMsg,
+    SAMPLE_RATE_IN,
+    AudioIn,
+    ClientMessage,
+    ConfigMsg,
+    PlaybackMsg,
+    Simple,
+    TextMsg,
 )
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import GenerationOptions, VoiceRef
@@ -29,7 +35,11 @@ from avatar.errors import AvatarError
 from avatar.pipeline.context import ConversationContext
 from avatar.pipeline.echo import EchoGuard
 from avatar.pipeline.endpointing import (
-    Endpointer, EndpointerConfig, SpeechDiscarded, SpeechEnd, SpeechStart,
+    Endpointer,
+    EndpointerConfig,
+    SpeechDiscarded,
+    SpeechEnd,
+    SpeechStart,
 )
 from avatar.pipeline.hallucinations import is_hallucination
 from avatar.pipeline.responder import ReplyPlan, run_reply
@@ -286,7 +296,8 @@ class VoiceSession:
         plan = ReplyPlan(self.hub.llm, selection.engine, selection.mode_used,
                          self.context.messages(),
                          GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
-                         turn.language or "en", voice, t0)
+                         turn.language or "en", voice, t0,
+                         sequential=self.hub.settings.pipeline == "sequential")
         await run_reply(turn, plan, self._guarded(turn.generation), self._audio_sink)
 
     def _guarded(self, generation: int) -> Send:
@@ -306,6 +317,10 @@ class VoiceSession:
         await self._send(events.audio_response(pcm, rate, turn.id, seq, text))
         if seq == 0:
             turn.metrics["voice_to_voice_ms"] = round((time.monotonic() - turn.t0) * 1000, 1)
+            first_text = turn.metrics.get("first_text_ms") or 0.0
+            tts_wait = (turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
+            if turn.tts_mode in ("fast", "hq"):
+                self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
 
     async def _finish_turn(self, turn: Turn, *, interrupted: bool, failed: bool = False) -> None:
         text = turn.heard_text() if interrupted else turn.reply_text.strip()
