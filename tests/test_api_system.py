@@ -33,7 +33,9 @@ async def test_models_status_says_hq_is_unavailable_and_why(api: httpx.AsyncClie
     assert status["slots"]["stt"]["loaded"] and status["slots"]["stt"]["device"] == "cpu"
     assert status["slots"]["llm"]["load_s"] is not None
     hq = status["tts_modes"]["hq"]
-    assert hq["configured"] is False and hq["available"] is False and "AVATAR_TTS__HQ" in hq["reason"]
+    assert (
+        hq["configured"] is False and hq["available"] is False and "AVATAR_TTS__HQ" in hq["reason"]
+    )
 
 
 async def test_preload_and_warmup_report_what_they_did(api: httpx.AsyncClient) -> None:
@@ -44,15 +46,21 @@ async def test_preload_and_warmup_report_what_they_did(api: httpx.AsyncClient) -
     assert all(step["took_ms"] > 0 for step in warm["steps"])
 
 
-@pytest.mark.parametrize(("method", "path"), [
-    ("GET", "/api/system/info"), ("GET", "/api/system/models/status"),
-    ("POST", "/api/system/models/preload"), ("POST", "/api/system/models/warmup"),
-])
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/system/info"),
+        ("GET", "/api/system/models/status"),
+        ("POST", "/api/system/models/preload"),
+        ("POST", "/api/system/models/warmup"),
+    ],
+)
 async def test_token_is_required(live_server, method: str, path: str) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as anonymous:
         missing = await anonymous.request(method, path)
-        wrong = await anonymous.request(method, path,
-                                        headers={"Authorization": "Bearer not-the-token-at-all"})
+        wrong = await anonymous.request(
+            method, path, headers={"Authorization": "Bearer not-the-token-at-all"}
+        )
     for response in (missing, wrong):
         assert response.status_code == 401
         assert response.headers["content-type"].startswith("application/problem+json")

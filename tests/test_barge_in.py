@@ -6,18 +6,20 @@ import asyncio
 from collections.abc import Iterator
 
 import pytest
-from conftest import LiveServer, make_settings, serve_app
-from wsclient import ChatClient, connect, silence, to_pcm16k
 
 from avatar.api.app import create_app
 from avatar.engines.hub import EngineHub
 from avatar.services import speech
 from avatar.storage import Conversations
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
+from conftest import LiveServer, make_settings, serve_app
+from wsclient import ChatClient, connect, silence, to_pcm16k
 
-REPLY = ("Once upon a time, there was a small robot. It lived in a quiet town by the sea. "
-         "Every morning it walked to the harbour. It counted the boats and sang to the gulls. "
-         "One day a storm came over the water.")
+REPLY = (
+    "Once upon a time, there was a small robot. It lived in a quiet town by the sea. "
+    "Every morning it walked to the harbour. It counted the boats and sang to the gulls. "
+    "One day a storm came over the water."
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +37,9 @@ def fake_server(tmp_path_factory: pytest.TempPathFactory, model_store) -> Iterat
     hub.override("stt", ScriptedStt("Wait, stop, I have a different question."))
     app = create_app(settings, hub)
     with serve_app(app, settings) as host:
-        yield LiveServer(f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(),
-                         settings, app)
+        yield LiveServer(
+            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
+        )
     hub.close()
 
 
@@ -62,8 +65,9 @@ async def test_user_speech_interrupts_and_heard_text_is_stored(fake_server, spee
     assert heard and REPLY.startswith(heard.rstrip(".")[:20]) and len(heard) < len(REPLY)
     assert end["interrupted"] is True and end["text"] == heard
     cut = client.events.index(interrupted)
-    assert not [e for e in client.events[cut:]
-                if e["type"] == "audio_response" and e["turn_id"] == turn_id]
+    assert not [
+        e for e in client.events[cut:] if e["type"] == "audio_response" and e["turn_id"] == turn_id
+    ]
     state = fake_server.app.state.avatar
     async with state.db.read() as session:
         sessions = await Conversations(session).list_sessions()

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_CACHE
 
 import avatar
+from conftest import MODEL_CACHE
 
 BIN = Path(sys.executable).parent / "avatar"
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from avatar.errors import ModelError, ModelHashMismatch, ModelPackageMissing
-from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedFiles, PackagedParts
+from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedParts
 from avatar.models.store import ModelStore
 
 
@@ -49,7 +49,11 @@ def test_unknown_model_names_the_catalog(model_store: ModelStore) -> None:
 
 def test_missing_package_names_the_package_to_install(tmp_path: Path) -> None:
     spec = ModelSpec(
-        "ghost", "llm", "a model whose package is not installed", "MIT", ("en",),
+        "ghost",
+        "llm",
+        "a model whose package is not installed",
+        "MIT",
+        ("en",),
         files=(ModelFile("ghost.gguf", 1, "0" * 64),),
         packaged=(PackagedParts("ghost.gguf", (("avatar_ghost_model_part1", "data/p1"),)),),
     )
@@ -61,9 +65,7 @@ def test_missing_package_names_the_package_to_install(tmp_path: Path) -> None:
 
 def test_hash_mismatch_of_a_packaged_file_is_refused(tmp_path: Path) -> None:
     real = CATALOG["smollm2-135m-instruct"]
-    bad = dataclasses.replace(
-        real, files=(dataclasses.replace(real.files[0], sha256="f" * 64),)
-    )
+    bad = dataclasses.replace(real, files=(dataclasses.replace(real.files[0], sha256="f" * 64),))
     store = ModelStore(tmp_path, catalog={bad.name: bad})
     with pytest.raises(ModelHashMismatch) as info:
         store.ensure(bad.name)
@@ -88,6 +90,8 @@ def test_joined_file_corruption_after_verification(tmp_path: Path) -> None:
 
 def test_progress_reports_bytes(tmp_path: Path) -> None:
     seen: list[tuple[str, int, int]] = []
-    ModelStore(tmp_path).ensure("whisper-base", lambda d, done, total: seen.append((d, done, total)))
+    ModelStore(tmp_path).ensure(
+        "whisper-base", lambda d, done, total: seen.append((d, done, total))
+    )
     joins = [s for s in seen if s[0].startswith("join")]
     assert joins and joins[-1][1] == joins[-1][2] == CATALOG["whisper-base"].files[0].size

@@ -8,10 +8,10 @@ import json
 
 import pytest
 import websockets
-from wsclient import ChatClient, connect, noise, silence, to_pcm16k
 
 from avatar.engines.hub import EngineHub
 from avatar.services import speech
+from wsclient import ChatClient, connect, noise, silence, to_pcm16k
 
 
 @pytest.fixture(scope="module")
@@ -38,8 +38,14 @@ async def test_spoken_question_gets_a_spoken_answer(live_server, question_pcm: b
     assert len(base64.b64decode(audio[0]["data"])) > 2_000
     assert all(a["turn_id"] == end["turn_id"] for a in audio)
     metrics = end["metrics"]
-    for key in ("endpointing_ms", "stt_ms", "llm_first_token_ms", "first_text_ms",
-                "tts_first_audio_ms", "voice_to_voice_ms"):
+    for key in (
+        "endpointing_ms",
+        "stt_ms",
+        "llm_first_token_ms",
+        "first_text_ms",
+        "tts_first_audio_ms",
+        "voice_to_voice_ms",
+    ):
         assert metrics.get(key) is not None and metrics[key] >= 0, key
     assert end["interrupted"] is False and "paris" in end["text"].lower()
 

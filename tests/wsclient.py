@@ -43,20 +43,26 @@ class ChatClient:
         """Send PCM in 100 ms chunks; ``realtime`` 1.0 paces at real time, 0 as fast as possible."""
         step = 16_000 * 2 * CHUNK_MS // 1000
         for i in range(0, len(pcm), step):
-            chunk = pcm[i:i + step]
+            chunk = pcm[i : i + step]
             if binary:
                 await self.ws.send(chunk)
             else:
-                await self.send_json({"type": "audio_chunk", "session_id": "t",
-                                      "data": base64.b64encode(chunk).decode()})
+                await self.send_json(
+                    {
+                        "type": "audio_chunk",
+                        "session_id": "t",
+                        "data": base64.b64encode(chunk).decode(),
+                    }
+                )
             if realtime:
                 await asyncio.sleep(CHUNK_MS / 1000 * realtime)
             else:
                 await asyncio.sleep(0)
 
-    async def until(self, done: Callable[[dict[str, Any]], bool],
-                    timeout: float = 120.0) -> dict[str, Any]:
-        async with asyncio.timeout(timeout):
+    async def until(
+        self, done: Callable[[dict[str, Any]], bool], limit_s: float = 120.0
+    ) -> dict[str, Any]:
+        async with asyncio.timeout(limit_s):
             while True:
                 event = json.loads(await self.ws.recv())
                 self.events.append(event)
@@ -69,5 +75,6 @@ class ChatClient:
 
 def connect(server: Any, **kwargs: Any) -> Any:
     headers = kwargs.pop("headers", server.auth)
-    return websockets.connect(f"{server.ws_url}/ws/chat", additional_headers=headers,
-                              max_size=1 << 22, **kwargs)
+    return websockets.connect(
+        f"{server.ws_url}/ws/chat", additional_headers=headers, max_size=1 << 22, **kwargs
+    )

@@ -35,8 +35,9 @@ def login_url(settings: Settings, token: str) -> str:
 
 def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
     """Build the server. ``hub`` may be given to share engines (tests, benchmarks)."""
-    token = (settings.api_token.get_secret_value() if settings.api_token
-             else secrets.token_urlsafe(32))
+    token = (
+        settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(32)
+    )
     if settings.api_token is None:
         # Printed once, like Jupyter: the only place the generated token appears.
         print(f"AVATAR login URL: {login_url(settings, token)}", flush=True)
@@ -46,11 +47,15 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         await db.migrate()
-        state = AppState(settings=settings, hub=hub or EngineHub(settings), api_token=token,
-                         limits=RateLimits(settings.redis_url),
-                         sessions=SessionSlots(settings.max_sessions,
-                                               settings.max_sessions_per_client),
-                         db=db, audio=AudioStore(settings.data_dir / "audio"))
+        state = AppState(
+            settings=settings,
+            hub=hub or EngineHub(settings),
+            api_token=token,
+            limits=RateLimits(settings.redis_url),
+            sessions=SessionSlots(settings.max_sessions, settings.max_sessions_per_client),
+            db=db,
+            audio=AudioStore(settings.data_dir / "audio"),
+        )
         state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
         app.state.avatar = state
         if settings.server.preload:
@@ -63,8 +68,12 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             if hub is None:
                 state.hub.close()
 
-    app = FastAPI(title="AVATAR", version=__version__, lifespan=lifespan,
-                  description="Private, self-hosted, real-time voice assistant.")
+    app = FastAPI(
+        title="AVATAR",
+        version=__version__,
+        lifespan=lifespan,
+        description="Private, self-hosted, real-time voice assistant.",
+    )
     install_error_handlers(app)
     app.add_middleware(SecurityHeadersMiddleware)
     if "*" not in settings.server.allowed_hosts:

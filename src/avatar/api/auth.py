@@ -34,9 +34,13 @@ def token_matches(state: AppState, candidate: str | None) -> bool:
 
 
 def _unauthorized() -> ApiError:
-    return ApiError(401, "missing or wrong API token", code="unauthorized",
-                    hint="send 'Authorization: Bearer <token>' or log in at /login",
-                    headers={"WWW-Authenticate": "Bearer"})
+    return ApiError(
+        401,
+        "missing or wrong API token",
+        code="unauthorized",
+        hint="send 'Authorization: Bearer <token>' or log in at /login",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 async def require_token(request: Request, state: Annotated[AppState, Depends(app_state)]) -> None:
@@ -65,8 +69,9 @@ async def login(
     if not token_matches(state, token):
         raise _unauthorized()
     response = RedirectResponse("/", status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict", path="/",
-                        max_age=30 * 24 * 3600)
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="strict", path="/", max_age=30 * 24 * 3600
+    )
     return response
 
 

@@ -16,25 +16,53 @@ log = logging.getLogger("avatar.api")
 
 PROBLEM = "application/problem+json"
 
-_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 413: "payload_too_large",
-          415: "unsupported_media_type", 422: "validation_error", 429: "rate_limited"}
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
 
 
 class ApiError(AvatarError):
     """An error raised by a route with an explicit HTTP status."""
 
-    def __init__(self, status: int, message: str, *, code: str | None = None,
-                 hint: str | None = None, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str | None = None,
+        hint: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint, code=code or _CODES.get(status, "error"))
         self.http_status = status
         self.headers = headers or {}
 
 
-def problem(status: int, code: str, detail: str, *, hint: str | None = None,
-            headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body: dict[str, Any] = {"type": f"about:blank#{code}", "title": code.replace("_", " "),
-                            "status": status, "code": code, "detail": detail}
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    hint: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": f"about:blank#{code}",
+        "title": code.replace("_", " "),
+        "status": status,
+        "code": code,
+        "detail": detail,
+    }
     if hint:
         body["hint"] = hint
     body.update(extra)

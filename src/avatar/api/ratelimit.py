@@ -24,9 +24,13 @@ class RateLimits:
 
     def __init__(self, storage_url: str | None = None) -> None:
         storage: Storage = (
-            RedisStorage(storage_url.replace("redis://", "async+redis://", 1),
-                         implementation="redispy", key_prefix="avatar")
-            if storage_url and storage_url.startswith("redis://") else MemoryStorage()
+            RedisStorage(
+                storage_url.replace("redis://", "async+redis://", 1),
+                implementation="redispy",
+                key_prefix="avatar",
+            )
+            if storage_url and storage_url.startswith("redis://")
+            else MemoryStorage()
         )
         self.limiter = MovingWindowRateLimiter(storage)
         self.enabled = True
@@ -36,8 +40,13 @@ class RateLimits:
             return
         reset_at, _ = await self.limiter.get_window_stats(item, *keys)
         retry = max(1, math.ceil(reset_at - time.time()))
-        raise ApiError(429, f"rate limit of {item} exceeded", code="rate_limited",
-                       hint=f"retry in {retry} s", headers={"Retry-After": str(retry)})
+        raise ApiError(
+            429,
+            f"rate limit of {item} exceeded",
+            code="rate_limited",
+            hint=f"retry in {retry} s",
+            headers={"Retry-After": str(retry)},
+        )
 
 
 def client_key(request: Request) -> str:

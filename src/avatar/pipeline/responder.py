@@ -51,8 +51,9 @@ async def run_reply(turn: Turn, plan: ReplyPlan, emit_token: Emit, send_audio: A
         group.create_task(_speak(turn, plan, chunks, send_audio))
 
 
-async def _generate(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None],
-                    emit_token: Emit) -> None:
+async def _generate(
+    turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None], emit_token: Emit
+) -> None:
     chunker = TextChunker()
     attempts = 0
     while True:
@@ -75,20 +76,21 @@ async def _generate(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None],
     await out.put(None)
 
 
-async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None],
-                   piece: str) -> None:
+async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None], piece: str) -> None:
     if piece.strip():
         turn.metrics.setdefault("first_text_ms", _ms_since(plan.t0))
         await out.put(piece)
 
 
-async def _speak(turn: Turn, plan: ReplyPlan, chunks: asyncio.Queue[str | None],
-                 send_audio: AudioSink) -> None:
+async def _speak(
+    turn: Turn, plan: ReplyPlan, chunks: asyncio.Queue[str | None], send_audio: AudioSink
+) -> None:
     while (text := await chunks.get()) is not None:
         spoken = SpokenChunk(text, 0.0)
         turn.chunks.append(spoken)
-        async for audio in plan.tts.synthesize_stream(text, language=plan.language,
-                                                      voice=plan.voice):
+        async for audio in plan.tts.synthesize_stream(
+            text, language=plan.language, voice=plan.voice
+        ):
             if not len(audio.samples):
                 continue
             if "tts_first_audio_ms" not in turn.metrics:
@@ -97,8 +99,9 @@ async def _speak(turn: Turn, plan: ReplyPlan, chunks: asyncio.Queue[str | None],
             await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)
 
 
-async def _run_sequential(turn: Turn, plan: ReplyPlan, emit_token: Emit,
-                          send_audio: AudioSink) -> None:
+async def _run_sequential(
+    turn: Turn, plan: ReplyPlan, emit_token: Emit, send_audio: AudioSink
+) -> None:
     """Baseline: generate the whole reply, synthesize all of it, only then send the audio."""
     text_queue: asyncio.Queue[str | None] = asyncio.Queue()
     await _generate(turn, plan, text_queue, emit_token)
@@ -109,8 +112,9 @@ async def _run_sequential(turn: Turn, plan: ReplyPlan, emit_token: Emit,
     for text in pieces:
         spoken = SpokenChunk(text, 0.0)
         turn.chunks.append(spoken)
-        async for audio in plan.tts.synthesize_stream(text, language=plan.language,
-                                                      voice=plan.voice):
+        async for audio in plan.tts.synthesize_stream(
+            text, language=plan.language, voice=plan.voice
+        ):
             spoken.duration_ms += audio.duration_s * 1000
             held.append((audio.to_s16le(), audio.sample_rate, text))
     turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)

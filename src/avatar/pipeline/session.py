@@ -67,8 +67,14 @@ class SessionConfig:
 class TurnRecorder(Protocol):
     """Stores finished turns (user and assistant text and audio, metrics, interrupted flag)."""
 
-    async def record(self, session_id: str, turn: Turn, user_audio: PcmAudio | None,
-                     reply_audio: list[tuple[bytes, int]], interrupted: bool) -> None: ...
+    async def record(
+        self,
+        session_id: str,
+        turn: Turn,
+        user_audio: PcmAudio | None,
+        reply_audio: list[tuple[bytes, int]],
+        interrupted: bool,
+    ) -> None: ...
 
 
 class VoiceResolver(Protocol):
@@ -78,17 +84,25 @@ class VoiceResolver(Protocol):
 class VoiceSession:
     """The state of one /ws/chat connection."""
 
-    def __init__(self, hub: EngineHub, session_id: str, send: Send, *,
-                 config: SessionConfig | None = None, recorder: TurnRecorder | None = None,
-                 voices: VoiceResolver | None = None) -> None:
+    def __init__(
+        self,
+        hub: EngineHub,
+        session_id: str,
+        send: Send,
+        *,
+        config: SessionConfig | None = None,
+        recorder: TurnRecorder | None = None,
+        voices: VoiceResolver | None = None,
+    ) -> None:
         s = hub.settings
         self.hub, self.session_id, self._send = hub, session_id, send
         self.config = config or SessionConfig(tts_mode=s.tts.mode)
         self.recorder, self.voices = recorder, voices
         self.vad = hub.new_vad()
         self.endpointer = Endpointer(EndpointerConfig.from_settings(s.vad))
-        self.context = ConversationContext(s.llm.system_prompt, s.llm.context_tokens // 2,
-                                           hub.llm.count_tokens)
+        self.context = ConversationContext(
+            s.llm.system_prompt, s.llm.context_tokens // 2, hub.llm.count_tokens
+        )
         self.echo = EchoGuard()
         self.generation = 0
         self.turn: Turn | None = None
@@ -137,8 +151,12 @@ class VoiceSession:
 
     def public_config(self) -> dict[str, Any]:
         c = self.config
-        return {"language": c.language or "auto", "tts_mode": c.tts_mode,
-                "voice_profile_id": c.voice_profile_id, "hands_free": c.hands_free}
+        return {
+            "language": c.language or "auto",
+            "tts_mode": c.tts_mode,
+            "voice_profile_id": c.voice_profile_id,
+            "hands_free": c.hands_free,
+        }
 
     # --- audio and endpointing ----------------------------------------------------------------
 
@@ -175,8 +193,10 @@ class VoiceSession:
             onset = event.end_ms - event.speech_ms
             audio = self._take_audio(onset - self.endpointer.config.pre_roll_ms, event.end_ms)
             t0 = time.monotonic() - (event.detected_ms - event.end_ms) / 1000
-            metrics = {"endpointing_ms": round(event.detected_ms - event.end_ms, 1),
-                       "user_speech_ms": round(event.speech_ms, 1)}
+            metrics = {
+                "endpointing_ms": round(event.detected_ms - event.end_ms, 1),
+                "user_speech_ms": round(event.speech_ms, 1),
+            }
             await self._start_turn(None, audio, t0, metrics)
 
     async def _end_of_utterance(self) -> None:
@@ -191,8 +211,10 @@ class VoiceSession:
     def _has_speech(self, audio: PcmAudio) -> bool:
         vad = self.hub.new_vad()
         frames = len(audio.samples) // FRAME
-        voiced = sum(vad.probability(audio.samples[i * FRAME:(i + 1) * FRAME]) >= 0.5
-                     for i in range(frames))
+        voiced = sum(
+            vad.probability(audio.samples[i * FRAME : (i + 1) * FRAME]) >= 0.5
+            for i in range(frames)
+        )
         return voiced * FRAME_MS >= self.hub.settings.vad.min_speech_ms
 
     def _take_audio(self, start_ms: float | None, end_ms: float | None) -> PcmAudio:
@@ -215,8 +237,12 @@ class VoiceSession:
         return self._turn_task is not None and not self._turn_task.done()
 
     async def _check_barge_in(self) -> None:
-        if (self._replying and self.config.hands_free and self.endpointer.in_speech
-                and self.endpointer.speech_ms >= self.config.backchannel_ms):
+        if (
+            self._replying
+            and self.config.hands_free
+            and self.endpointer.in_speech
+            and self.endpointer.speech_ms >= self.config.backchannel_ms
+        ):
             await self.interrupt("barge_in")
 
     async def interrupt(self, reason: str) -> None:
@@ -235,8 +261,9 @@ class VoiceSession:
 
     # --- turns --------------------------------------------------------------------------------
 
-    async def _start_turn(self, text: str | None, audio: PcmAudio | None, t0: float,
-                          metrics: dict[str, float | None]) -> None:
+    async def _start_turn(
+        self, text: str | None, audio: PcmAudio | None, t0: float, metrics: dict[str, float | None]
+    ) -> None:
         await self.interrupt("new_turn")
         self.generation += 1
         turn = Turn(self.generation, t0=t0, metrics=dict(metrics))
@@ -244,8 +271,9 @@ class VoiceSession:
         self._reply_audio = []
         self._turn_task = asyncio.create_task(self._run_turn(turn, text, audio, t0))
 
-    async def _run_turn(self, turn: Turn, text: str | None, audio: PcmAudio | None,
-                        t0: float) -> None:
+    async def _run_turn(
+        self, turn: Turn, text: str | None, audio: PcmAudio | None, t0: float
+    ) -> None:
         try:
             if audio is not None:
                 text = await self._transcribe(turn, audio, t0)
@@ -253,8 +281,9 @@ class VoiceSession:
                     return
             assert text is not None
             turn.user_text = text
-            turn.language = self.config.language or self._detected_language \
-                or detect_text_language(text)
+            turn.language = (
+                self.config.language or self._detected_language or detect_text_language(text)
+            )
             self._user_audio = audio
             await self._reply(turn, t0)
             await self._finish_turn(turn, interrupted=False)
@@ -275,14 +304,18 @@ class VoiceSession:
         result = await self.hub.stt.transcribe(audio, language=language)
         turn.metrics["stt_ms"] = round((time.monotonic() - start) * 1000, 1)
         text = result.text.strip()
-        if not text or is_hallucination(text, no_speech_probability=result.no_speech_probability,
-                                        speech_ms=turn.metrics.get("user_speech_ms")):
+        if not text or is_hallucination(
+            text,
+            no_speech_probability=result.no_speech_probability,
+            speech_ms=turn.metrics.get("user_speech_ms"),
+        ):
             return None  # noise or silence: no phantom turn
         if self._overlapped and self.echo.is_echo(text):
             return None  # AVATAR hearing itself through the speakers
         self._detected_language = self._detected_language or result.language
-        await self._send(events.transcript(text, final=True, turn_id=turn.id,
-                                           language=result.language))
+        await self._send(
+            events.transcript(text, final=True, turn_id=turn.id, language=result.language)
+        )
         return text
 
     async def _reply(self, turn: Turn, t0: float) -> None:
@@ -293,17 +326,24 @@ class VoiceSession:
             voice = await self.voices.voice(self.config.voice_profile_id)
         self.context.add_user(turn.user_text)
         cfg = self.hub.settings.llm
-        plan = ReplyPlan(self.hub.llm, selection.engine, selection.mode_used,
-                         self.context.messages(),
-                         GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
-                         turn.language or "en", voice, t0,
-                         sequential=self.hub.settings.pipeline == "sequential")
+        plan = ReplyPlan(
+            self.hub.llm,
+            selection.engine,
+            selection.mode_used,
+            self.context.messages(),
+            GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
+            turn.language or "en",
+            voice,
+            t0,
+            sequential=self.hub.settings.pipeline == "sequential",
+        )
         await run_reply(turn, plan, self._guarded(turn.generation), self._audio_sink)
 
     def _guarded(self, generation: int) -> Send:
         async def send(event: dict[str, Any]) -> None:
             if generation == self.generation:  # stale output of an interrupted turn is dropped
                 await self._send(event)
+
         return send
 
     async def _audio_sink(self, turn: Turn, pcm: bytes, rate: int, text: str) -> None:
@@ -326,16 +366,21 @@ class VoiceSession:
         text = turn.heard_text() if interrupted else turn.reply_text.strip()
         if not failed:
             self.context.add_assistant(text, interrupted=interrupted)
-        await self._send(events.turn_end(turn.id, turn.metrics, interrupted=interrupted,
-                                         text=text, tts_mode=turn.tts_mode))
+        await self._send(
+            events.turn_end(
+                turn.id, turn.metrics, interrupted=interrupted, text=text, tts_mode=turn.tts_mode
+            )
+        )
         if self.recorder is not None and turn.user_text:
             try:
-                await self.recorder.record(self.session_id, turn, self._user_audio,
-                                           list(self._reply_audio), interrupted)
+                await self.recorder.record(
+                    self.session_id, turn, self._user_audio, list(self._reply_audio), interrupted
+                )
             except Exception:
                 log.exception("could not store turn %s", turn.id)
-                await self._send(events.error("storage_failed", "the turn could not be stored",
-                                              turn_id=turn.id))
+                await self._send(
+                    events.error("storage_failed", "the turn could not be stored", turn_id=turn.id)
+                )
 
     async def close(self) -> None:
         await self.interrupt("closed")

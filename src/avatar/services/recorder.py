@@ -22,26 +22,40 @@ class StorageTurnRecorder:
     def __init__(self, db: Database, audio: AudioStore) -> None:
         self.db, self.audio = db, audio
 
-    async def record(self, session_id: str, turn: Turn, user_audio: PcmAudio | None,
-                     reply_audio: list[tuple[bytes, int]], interrupted: bool) -> None:
+    async def record(
+        self,
+        session_id: str,
+        turn: Turn,
+        user_audio: PcmAudio | None,
+        reply_audio: list[tuple[bytes, int]],
+        interrupted: bool,
+    ) -> None:
         user_rel = user_s = reply_rel = reply_s = None
         if user_audio is not None and len(user_audio.samples):
-            user_rel = await asyncio.to_thread(self.audio.save, "raw", encode_wav(user_audio),
-                                               ".wav")
+            user_rel = await asyncio.to_thread(
+                self.audio.save, "raw", encode_wav(user_audio), ".wav"
+            )
             user_s = round(user_audio.duration_s, 3)
         reply = _join(reply_audio, turn)
         if reply is not None:
             category = "tts_hq" if turn.tts_mode == "hq" else "tts_fast"
-            reply_rel = await asyncio.to_thread(self.audio.save, category, encode_wav(reply),
-                                                ".wav")
+            reply_rel = await asyncio.to_thread(
+                self.audio.save, category, encode_wav(reply), ".wav"
+            )
             reply_s = round(reply.duration_s, 3)
         heard = turn.heard_text() if interrupted else None
         row = NewTurn(
-            user_text=turn.user_text, assistant_text=heard if interrupted else turn.reply_text,
-            heard_text=heard, language=turn.language, interrupted=interrupted,
-            user_audio=user_rel, assistant_audio=reply_rel,
+            user_text=turn.user_text,
+            assistant_text=heard if interrupted else turn.reply_text,
+            heard_text=heard,
+            language=turn.language,
+            interrupted=interrupted,
+            user_audio=user_rel,
+            assistant_audio=reply_rel,
             tts_mode="hq" if turn.tts_mode == "hq" else "fast",
-            user_audio_s=user_s, assistant_audio_s=reply_s, metrics=dict(turn.metrics),
+            user_audio_s=user_s,
+            assistant_audio_s=reply_s,
+            metrics=dict(turn.metrics),
         )
         try:
             async with self.db.write() as session:

@@ -21,8 +21,16 @@ from avatar.errors import AvatarError
 from avatar.system.gpus import gpu_readings
 
 _STARTED = time.time()
-_VERSIONS = ("fastapi", "faster-whisper", "llama-cpp-python", "piper-tts", "onnxruntime",
-             "ctranslate2", "sqlalchemy", "torch")
+_VERSIONS = (
+    "fastapi",
+    "faster-whisper",
+    "llama-cpp-python",
+    "piper-tts",
+    "onnxruntime",
+    "ctranslate2",
+    "sqlalchemy",
+    "torch",
+)
 
 
 def _version(package: str) -> str | None:
@@ -38,10 +46,16 @@ def machine_info() -> dict[str, Any]:
         "avatar_version": __version__,
         "python": platform.python_version(),
         "platform": platform.platform(),
-        "cpu": {"model": platform.processor() or platform.machine(),
-                "logical_cores": psutil.cpu_count(), "load_pct": psutil.cpu_percent(None)},
-        "memory": {"total_mb": round(mem.total / 2**20), "available_mb": round(mem.available / 2**20),
-                   "process_rss_mb": round(psutil.Process(os.getpid()).memory_info().rss / 2**20)},
+        "cpu": {
+            "model": platform.processor() or platform.machine(),
+            "logical_cores": psutil.cpu_count(),
+            "load_pct": psutil.cpu_percent(None),
+        },
+        "memory": {
+            "total_mb": round(mem.total / 2**20),
+            "available_mb": round(mem.available / 2**20),
+            "process_rss_mb": round(psutil.Process(os.getpid()).memory_info().rss / 2**20),
+        },
         "gpus": [asdict(g) for g in gpu_readings()],
         "versions": {p: v for p in _VERSIONS if (v := _version(p))},
         "uptime_s": round(time.time() - _STARTED, 1),
@@ -51,19 +65,35 @@ def machine_info() -> dict[str, Any]:
 def models_status(hub: EngineHub) -> dict[str, Any]:
     slots = {}
     for slot, state in hub.states.items():
-        slots[slot] = {**asdict(state), "configured": bool(state.engine),
-                       "loaded": hub.is_loaded(slot)}
+        slots[slot] = {
+            **asdict(state),
+            "configured": bool(state.engine),
+            "loaded": hub.is_loaded(slot),
+        }
         slots[slot].pop("extra", None)
-    return {"slots": slots, "tts_modes": hub.tts_modes.status(),
-            "default_tts_mode": hub.settings.tts.mode}
+    return {
+        "slots": slots,
+        "tts_modes": hub.tts_modes.status(),
+        "default_tts_mode": hub.settings.tts.mode,
+    }
 
 
 async def preload(hub: EngineHub) -> dict[str, Any]:
     start = time.perf_counter()
     states = await asyncio.to_thread(hub.preload)
-    return {"took_s": round(time.perf_counter() - start, 3),
-            "slots": [{"slot": s.slot, "engine": s.engine, "loaded": hub.is_loaded(s.slot),
-                       "load_s": s.load_s, "error": s.error} for s in states]}
+    return {
+        "took_s": round(time.perf_counter() - start, 3),
+        "slots": [
+            {
+                "slot": s.slot,
+                "engine": s.engine,
+                "loaded": hub.is_loaded(s.slot),
+                "load_s": s.load_s,
+                "error": s.error,
+            }
+            for s in states
+        ],
+    }
 
 
 async def warmup(hub: EngineHub) -> dict[str, Any]:

@@ -12,8 +12,13 @@ import numpy as np
 
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import (
-    ChatMessage, GenerationOptions, LlmCapabilities, SttCapabilities, Transcript,
-    TtsCapabilities, VoiceRef,
+    ChatMessage,
+    GenerationOptions,
+    LlmCapabilities,
+    SttCapabilities,
+    Transcript,
+    TtsCapabilities,
+    VoiceRef,
 )
 from avatar.errors import EngineFailed
 
@@ -32,14 +37,21 @@ class ScriptedChat(_Loaded):
 
     capabilities = LlmCapabilities(streaming=True)
 
-    def __init__(self, reply: str, *, interval_s: float = 0.05, first_token_s: float = 0.0,
-                 fail_after: int | None = None) -> None:
+    def __init__(
+        self,
+        reply: str,
+        *,
+        interval_s: float = 0.05,
+        first_token_s: float = 0.0,
+        fail_after: int | None = None,
+    ) -> None:
         self.reply, self.interval_s, self.first_token_s = reply, interval_s, first_token_s
         self.fail_after = fail_after
         self.produced = 0  # words yielded, across calls (lets tests see cancellation)
 
-    async def stream_chat(self, messages: Sequence[ChatMessage],
-                          options: GenerationOptions) -> AsyncIterator[str]:
+    async def stream_chat(
+        self, messages: Sequence[ChatMessage], options: GenerationOptions
+    ) -> AsyncIterator[str]:
         await asyncio.sleep(self.first_token_s)
         for i, word in enumerate(self.reply.split(" ")):
             if self.fail_after is not None and i >= self.fail_after:
@@ -55,19 +67,22 @@ class ScriptedChat(_Loaded):
 class ToneTts(_Loaded):
     """Speaks any text as a quiet tone, ``ms_per_word`` long per word, after ``delay_s``."""
 
-    def __init__(self, *, sample_rate: int = 16_000, ms_per_word: float = 300.0,
-                 delay_s: float = 0.0) -> None:
+    def __init__(
+        self, *, sample_rate: int = 16_000, ms_per_word: float = 300.0, delay_s: float = 0.0
+    ) -> None:
         self.capabilities = TtsCapabilities(sample_rate=sample_rate, languages=None)
         self.ms_per_word, self.delay_s = ms_per_word, delay_s
 
-    async def synthesize_stream(self, text: str, *, language: str = "en",
-                                voice: VoiceRef | None = None) -> AsyncIterator[PcmAudio]:
+    async def synthesize_stream(
+        self, text: str, *, language: str = "en", voice: VoiceRef | None = None
+    ) -> AsyncIterator[PcmAudio]:
         await asyncio.sleep(self.delay_s)
         words = max(1, len(text.split()))
         n = int(self.capabilities.sample_rate * self.ms_per_word * words / 1000)
         t = np.arange(n, dtype=np.float32) / self.capabilities.sample_rate
-        yield PcmAudio((0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32),
-                       self.capabilities.sample_rate)
+        yield PcmAudio(
+            (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), self.capabilities.sample_rate
+        )
 
     def describe_voice(self, language: str, voice: VoiceRef | None) -> str:
         return "fake:tone"

@@ -20,8 +20,11 @@ async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, An
     """``ok``, or ``degraded`` with the reason: database down, a model failed, disk nearly full."""
     hub = state.hub
     models = {
-        slot: {"engine": hub.states[slot].engine, "loaded": hub.is_loaded(slot),
-               "error": hub.states[slot].error}
+        slot: {
+            "engine": hub.states[slot].engine,
+            "loaded": hub.is_loaded(slot),
+            "error": hub.states[slot].error,
+        }
         for slot in hub.configured_slots()
     }
     database = await state.db.check()
@@ -30,6 +33,12 @@ async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, An
     problems = [f"model {s}: {m['error']}" for s, m in models.items() if m["error"]]
     problems += [] if database["ok"] else ["database unreachable"]
     problems += [] if disk["ok"] else ["disk nearly full"]
-    return {"status": "degraded" if problems else "ok", "version": __version__,
-            "problems": problems, "database": database, "models": models, "disk": disk,
-            "sessions": {"open": state.sessions.open, "max": state.settings.max_sessions}}
+    return {
+        "status": "degraded" if problems else "ok",
+        "version": __version__,
+        "problems": problems,
+        "database": database,
+        "models": models,
+        "disk": disk,
+        "sessions": {"open": state.sessions.open, "max": state.settings.max_sessions},
+    }

@@ -1,5 +1,281 @@
-"""Placeholder: being written."""
+"""OpenAI-compatible ``/v1`` routes, so the official ``openai`` SDK and tools built on it can use
+AVATAR's engines: transcription, speech, chat completions (whole or streamed) and the model list.
 
-from fastapi import APIRouter
+Authentication is AVATAR's API token as the SDK's ``api_key`` (``Authorization: Bearer``).
+Rate limits per client: 30/minute for each audio and chat route, 60/minute for the model list.
+Model names are not enforced: AVATAR answers with its configured engines whatever the request
+names ("whisper-1", "tts-1", "gpt-4o-mini" all work); ``tts-1-hd`` uses the hq TTS when one is
+configured. Errors have OpenAI's shape (see :mod:`avatar.api.routes.openai_errors`).
+"""
 
-router = APIRouter()
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
+
+from avatar.api.auth import Reader, Writer
+from avatar.api.ratelimit import rate_limit
+from avatar.api.routes.openai_errors import (
+    ERROR_RESPONSES,
+    UPLOAD_LIMIT,
+    OpenAIRoute,
+    error_body,
+    upload_too_large,
+)
+from avatar.api.schemas.openai import (
+    AssistantMessage,
+    ChatCompletionChunkPublic,
+    ChatCompletionCreate,
+    ChatCompletionPublic,
+    Choice,
+    ChunkChoice,
+    Delta,
+    ModelListPublic,
+    ModelPublic,
+    SpeechCreate,
+    TranscriptionFormat,
+    TranscriptionPublic,
+    TranscriptionVerbosePublic,
+    Usage,
+    chat_stream_event,
+)
+from avatar.api.state import AppState, app_state
+from avatar.audio.decode import AudioLimits, decode_audio
+from avatar.engines.base import ChatModel
+from avatar.errors import AvatarError
+from avatar.services import openai_chat, openai_speech
+
+router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
+State = Annotated[AppState, Depends(app_state)]
+AUDIO_LIMITS = AudioLimits(max_bytes=UPLOAD_LIMIT, max_duration_s=300.0)
+READ_BLOCK = 1 << 20
+
+
+def _responses(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int | str, Any]:
+    out: dict[int | str, Any] = {s: ERROR_RESPONSES[s] for s in (401, 422, 429, *statuses)}
+    if ok is not None:
+        out[200] = ok
+    return out
+
+
+async def _read_upload(file: UploadFile) -> bytes:
+    chunks, size = [], 0
+    while block := await file.read(READ_BLOCK):
+        size += len(block)
+        if size > UPLOAD_LIMIT:
+            raise upload_too_large()
+        chunks.append(block)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/audio/transcriptions",
+    dependencies=[Writer, Depends(rate_limit("30/minute"))],
+    response_model=TranscriptionPublic | TranscriptionVerbosePublic,
+    responses=_responses(
+        413, 415, 503, ok={"content": {"text/plain": {"schema": {"type": "string"}}}}
+    ),
+)
+async def create_transcription(
+    state: State,
+    file: Annotated[
+        UploadFile,
+        File(description="Audio: wav, flac, ogg, opus, webm or mp3; 25 MiB and 300 s at most."),
+    ],
+    model: Annotated[str, Form(min_length=1, max_length=200, examples=["whisper-1"])],
+    language: Annotated[str | None, Form(min_length=1, max_length=16)] = None,
+    prompt: Annotated[str | None, Form(max_length=4096, description="Accepted, ignored.")] = None,
+    response_format: Annotated[TranscriptionFormat, Form()] = "json",
+    temperature: Annotated[float, Form(ge=0.0, le=1.0, description="Accepted, ignored.")] = 0.0,
+) -> Response:
+    """Transcribe an audio file (OpenAI's ``audio.transcriptions.create``)."""
+    data = await _read_upload(file)
+    # Decoding is CPU work: off the event loop, so voice sessions keep streaming meanwhile.
+    audio = await asyncio.to_thread(decode_audio, data, limits=AUDIO_LIMITS, target_rate=16_000)
+    transcript = await state.hub.stt.transcribe(audio, language=language)
+    text = transcript.text.strip()
+    if response_format == "text":
+        return PlainTextResponse(text)
+    if response_format == "verbose_json":
+        body: Any = TranscriptionVerbosePublic(
+            language=transcript.language or language or "",
+            duration=transcript.duration_s,
+            text=text,
+        )
+    else:
+        body = TranscriptionPublic(text=text)
+    return Response(body.model_dump_json(), media_type="application/json")
+
+
+@router.post(
+    "/audio/speech",
+    dependencies=[Writer, Depends(rate_limit("30/minute"))],
+    response_class=Response,
+    responses=_responses(
+        413,
+        503,
+        ok={
+            "description": "The audio, in the requested format.",
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in openai_speech.MEDIA_TYPES.values()
+            },
+            "headers": {
+                "X-Avatar-Voice": {
+                    "schema": {"type": "string"},
+                    "description": "The engine voice that spoke.",
+                },
+                "X-Avatar-Voice-Cloned": {"schema": {"type": "string"}},
+            },
+        },
+    ),
+)
+async def create_speech(body: SpeechCreate, state: State) -> Response:
+    """Speak text (OpenAI's ``audio.speech.create``).
+
+    ``voice`` may name a voice profile (id or name); any other name ("alloy", ...) means the
+    default voice. The embedded TTS cannot clone: it speaks profiles with its packaged voice,
+    and ``X-Avatar-Voice`` / ``X-Avatar-Voice-Cloned`` say which voice spoke. ``pcm`` is raw
+    16-bit little-endian mono at 24 kHz, as OpenAI's.
+    """
+    result = await openai_speech.synthesize(
+        state.hub,
+        state.db,
+        state.audio,
+        text=body.input,
+        voice=body.voice,
+        model=body.model,
+        response_format=body.response_format,
+        speed=body.speed,
+    )
+    headers = {
+        "X-Avatar-Voice": result.voice.label,
+        "X-Avatar-Voice-Cloned": str(result.voice.cloned).lower(),
+        "X-Avatar-TTS-Mode": result.mode,
+        "X-Avatar-Sample-Rate": str(result.sample_rate),
+    }
+    if result.voice.profile is not None:
+        headers["X-Avatar-Voice-Profile"] = result.voice.profile.id
+    return Response(result.data, media_type=result.media_type, headers=headers)
+
+
+@router.post(
+    "/chat/completions",
+    dependencies=[Writer, Depends(rate_limit("30/minute"))],
+    response_model=ChatCompletionPublic,
+    responses=_responses(
+        413,
+        502,
+        503,
+        504,
+        ok={
+            "content": {
+                "text/event-stream": {
+                    "itemSchema": chat_stream_event(),
+                    "description": "With stream=true: `data: <chat.completion.chunk>` events, then "
+                    "`data: [DONE]`.",
+                }
+            }
+        },
+    ),
+)
+async def create_chat_completion(
+    body: ChatCompletionCreate, state: State
+) -> ChatCompletionPublic | StreamingResponse:
+    """Answer a conversation (OpenAI's ``chat.completions.create``), whole or streamed (SSE).
+
+    Without a system message the configured system prompt is used. Text content only.
+    """
+    cfg = state.settings.llm
+    messages = [(m.role, m.text()) for m in body.messages]
+    run = openai_chat.ChatRun(
+        model=cfg.model,
+        messages=openai_chat.engine_messages(messages, cfg.system_prompt),
+        options=openai_chat.generation_options(
+            cfg,
+            body.max_completion_tokens or body.max_tokens,
+            body.temperature,
+            body.stop_sequences(),
+        ),
+    )
+    llm = state.hub.llm
+    deltas = await openai_chat.start(llm, run)
+    if body.stream:
+        include_usage = bool(body.stream_options and body.stream_options.include_usage)
+        return StreamingResponse(
+            _events(llm, run, deltas, include_usage),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+    await openai_chat.drain(deltas)
+    usage = await openai_chat.usage(llm, run)
+    return ChatCompletionPublic(
+        id=run.id,
+        created=run.created,
+        model=run.model,
+        choices=[
+            Choice(message=AssistantMessage(content=run.reply), finish_reason=usage.finish_reason)
+        ],
+        usage=Usage(
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+        ),
+    )
+
+
+async def _events(
+    llm: ChatModel, run: openai_chat.ChatRun, deltas: AsyncIterator[str], include_usage: bool
+) -> AsyncIterator[str]:
+    def event(choices: list[ChunkChoice], usage: Usage | None = None) -> str:
+        chunk = ChatCompletionChunkPublic(
+            id=run.id, created=run.created, model=run.model, choices=choices, usage=usage
+        )
+        return f"data: {chunk.model_dump_json()}\n\n"
+
+    try:
+        yield event([ChunkChoice(delta=Delta(role="assistant", content=""))])
+        async for delta in deltas:
+            yield event([ChunkChoice(delta=Delta(content=delta))])
+        usage = await openai_chat.usage(llm, run)
+        yield event([ChunkChoice(delta=Delta(), finish_reason=usage.finish_reason)])
+        if include_usage:
+            yield event(
+                [],
+                Usage(
+                    prompt_tokens=usage.prompt_tokens,
+                    total_tokens=usage.total_tokens,
+                    completion_tokens=usage.completion_tokens,
+                ),
+            )
+        yield "data: [DONE]\n\n"
+    except AvatarError as exc:  # the stream has begun: the error travels as an event
+        error = error_body(exc.http_status, exc.code, exc.message, exc.hint)
+        yield f"data: {error.model_dump_json()}\n\n"
+    finally:
+        await openai_chat.close(deltas)
+
+
+@router.get(
+    "/models",
+    dependencies=[Reader, Depends(rate_limit("60/minute"))],
+    responses={s: ERROR_RESPONSES[s] for s in (401, 429)},
+)
+async def list_models(state: State) -> ModelListPublic:
+    """The configured models (speech-to-text, chat, text-to-speech), OpenAI's list format."""
+    s = state.settings
+    slots = [
+        ("stt", s.stt.model),
+        ("llm", s.llm.model),
+        ("tts", s.tts.fast.model or s.tts.fast.engine),
+    ]
+    if s.tts.hq is not None:
+        slots.append(("tts.hq", s.tts.hq.model or s.tts.hq.engine))
+    seen: dict[str, ModelPublic] = {}
+    for slot, name in slots:
+        seen.setdefault(name, ModelPublic(id=name, owned_by=f"avatar ({slot})"))
+    return ModelListPublic(data=list(seen.values()))

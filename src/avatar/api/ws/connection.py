@@ -81,8 +81,13 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
             sender.cancel()
             raise WebSocketDisconnect(1008) from None
 
-    session = VoiceSession(state.hub, session_id, send, recorder=state.services.get("recorder"),
-                           voices=state.services.get("voices"))
+    session = VoiceSession(
+        state.hub,
+        session_id,
+        send,
+        recorder=state.services.get("recorder"),
+        voices=state.services.get("voices"),
+    )
     session.websocket = ws
     state.open_sessions[session_id] = session
     try:
@@ -129,8 +134,9 @@ async def _drain(ws: WebSocket, outbox: asyncio.Queue[dict[str, Any] | None]) ->
         if ws.application_state != WebSocketState.CONNECTED:
             return
         try:
-            await asyncio.wait_for(ws.send_text(json.dumps(event, ensure_ascii=False)),
-                                   SEND_DEADLINE_S)
+            await asyncio.wait_for(
+                ws.send_text(json.dumps(event, ensure_ascii=False)), SEND_DEADLINE_S
+            )
         except TimeoutError:
             log.warning("closing a client that stopped reading")
             with contextlib.suppress(Exception):
