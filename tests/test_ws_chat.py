@@ -139,3 +139,15 @@ async def test_cookie_login_works_for_browsers(live_server) -> None:
     headers = {"Cookie": f"avatar_token={live_server.token}", "Origin": f"http://{host}"}
     async with connect(live_server, headers=headers) as ws:
         assert json.loads(await ws.recv())["type"] == "session_started"
+
+
+async def test_unknown_voice_profile_is_refused_and_config_unchanged(live_server) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await client.send_json({"type": "config", "voice_profile_id": "no-such-profile"})
+        error = await client.until(lambda e: e["type"] == "error")
+        await client.send_json({"type": "config", "language": "en"})
+        config = await client.until(lambda e: e["type"] == "config")
+    assert error["code"] == "not_found"
+    assert config["voice_profile_id"] is None and config["language"] == "en"

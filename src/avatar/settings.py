@@ -150,6 +150,12 @@ class Settings(BaseSettings):
     open_reads: bool = Field(False, description="Allow reads without the token (original API).")
     max_sessions: int = Field(16, ge=1, description="Concurrent voice sessions, all clients.")
     max_sessions_per_client: int = Field(4, ge=1, description="Concurrent sessions per client.")
+    session_idle_timeout_s: float = Field(
+        300.0, gt=0, description="Close a voice session after this long without a message."
+    )
+    send_deadline_s: float = Field(
+        10.0, gt=0, description="Close a client whose socket takes longer than this to send."
+    )
     pipeline: Literal["streaming", "sequential"] = Field(
         "streaming",
         description="streaming speaks while the reply is written; sequential (the original"

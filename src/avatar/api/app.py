@@ -23,6 +23,7 @@ from avatar.api.ws.connection import close_sessions
 from avatar.api.ws.limits import SessionSlots
 from avatar.engines.hub import EngineHub
 from avatar.services.recorder import StorageTurnRecorder
+from avatar.services.voices import ProfileVoices
 from avatar.settings import Settings
 from avatar.storage import AudioStore, Database
 
@@ -57,6 +58,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             audio=AudioStore(settings.data_dir / "audio"),
         )
         state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
+        state.services["voices"] = ProfileVoices(state.db, state.audio)
         app.state.avatar = state
         if settings.server.preload:
             await asyncio.to_thread(state.hub.preload, None, _log_step)

@@ -52,6 +52,19 @@ FRAME_MS = FRAME * 1000 / SAMPLE_RATE_IN
 TAIL_MS = 150.0  # audio kept after the last voiced frame (soft word endings)
 
 
+class ClientGone(Exception):
+    """The transport can no longer deliver events (client left or stopped reading)."""
+
+
+def root_cause(exc: BaseException) -> BaseException:
+    """The first meaningful error inside (nested) exception groups: ClientGone wins."""
+    if isinstance(exc, BaseExceptionGroup):
+        causes = [root_cause(e) for e in exc.exceptions]
+        gone = [c for c in causes if isinstance(c, ClientGone)]
+        return (gone or causes)[0]
+    return exc
+
+
 @dataclass(frozen=True, slots=True)
 class SessionConfig:
     """What the client chose for this session (``config`` messages change it)."""
@@ -142,6 +155,8 @@ class VoiceSession:
         if changes.get("language") == "auto":
             changes["language"] = None
             self._detected_language = None
+        if changes.get("voice_profile_id") and self.voices is not None:
+            await self.voices.voice(changes["voice_profile_id"])  # unknown id: error, no change
         if "tts_mode" in changes:
             self.hub.tts_modes.select(changes["tts_mode"])  # raises if hq is not configured
         self.config = replace(self.config, **changes)
@@ -289,12 +304,19 @@ class VoiceSession:
             await self._finish_turn(turn, interrupted=False)
         except asyncio.CancelledError:
             raise
-        except AvatarError as exc:
-            await self._send(events.error(exc.code, str(exc), turn_id=turn.id))
-            await self._finish_turn(turn, interrupted=False, failed=True)
-        except Exception:
-            log.exception("turn %s failed", turn.id)
-            await self._send(events.error("internal_error", "the turn failed", turn_id=turn.id))
+        except Exception as raised:
+            exc = root_cause(raised)  # the reply stage's TaskGroup wraps errors in a group
+            if isinstance(exc, ClientGone):
+                return
+            with contextlib.suppress(ClientGone):
+                if isinstance(exc, AvatarError):
+                    await self._send(events.error(exc.code, str(exc), turn_id=turn.id))
+                    await self._finish_turn(turn, interrupted=False, failed=True)
+                else:
+                    log.exception("turn %s failed", turn.id, exc_info=raised)
+                    await self._send(
+                        events.error("internal_error", "the turn failed", turn_id=turn.id)
+                    )
 
     async def _transcribe(self, turn: Turn, audio: PcmAudio, t0: float) -> str | None:
         start = time.monotonic()

@@ -23,13 +23,11 @@ from avatar.api.state import AppState, connection_state
 from avatar.api.ws import events
 from avatar.api.ws.protocol import ProtocolError, parse_binary, parse_text
 from avatar.errors import AvatarError
-from avatar.pipeline.session import VoiceSession
+from avatar.pipeline.session import ClientGone, VoiceSession
 
 log = logging.getLogger("avatar.ws")
 router = APIRouter()
 
-SEND_DEADLINE_S = 10.0
-IDLE_TIMEOUT_S = 300.0
 OUTBOX = 256
 _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
@@ -48,7 +46,8 @@ async def ws_chat(ws: WebSocket) -> None:
         return
     client = ws.client.host if ws.client else "unknown"
     refusal = state.sessions.acquire(client)
-    if refusal:
+    if refusal:  # accepted first so the client sees the code (a refused handshake is a bare 403)
+        await ws.accept()
         await ws.close(code=1013, reason=refusal)
         return
     try:
@@ -70,16 +69,17 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
     requested = ws.query_params.get("session_id", "")
     session_id = requested if _SESSION_ID.match(requested) else uuid.uuid4().hex
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX)
-    sender = asyncio.create_task(_drain(ws, outbox))
+    deadline = state.settings.send_deadline_s
+    sender = asyncio.create_task(_drain(ws, outbox, deadline))
 
     async def send(event: dict[str, Any]) -> None:
         if sender.done():
-            raise WebSocketDisconnect(1001)
+            raise ClientGone("the client is gone")
         try:
-            await asyncio.wait_for(outbox.put(event), SEND_DEADLINE_S)
+            await asyncio.wait_for(outbox.put(event), deadline)
         except TimeoutError:
             sender.cancel()
-            raise WebSocketDisconnect(1008) from None
+            raise ClientGone("the client stopped reading") from None
 
     session = VoiceSession(
         state.hub,
@@ -92,8 +92,16 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
     state.open_sessions[session_id] = session
     try:
         await send(events.session_started(session_id, session.public_config()))
-        await _receive_loop(ws, session, send)
-    except WebSocketDisconnect:
+        receiver = asyncio.create_task(
+            _receive_loop(ws, session, send, state.settings.session_idle_timeout_s)
+        )
+        # Whichever ends first ends the session: the client leaving, or the sender giving up
+        # on a client that stopped reading.
+        await asyncio.wait({receiver, sender}, return_when=asyncio.FIRST_COMPLETED)
+        receiver.cancel()
+        with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, ClientGone):
+            await receiver
+    except (WebSocketDisconnect, ClientGone):
         pass
     finally:
         state.open_sessions.pop(session_id, None)
@@ -107,10 +115,10 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         sender.cancel()
 
 
-async def _receive_loop(ws: WebSocket, session: VoiceSession, send: Any) -> None:
+async def _receive_loop(ws: WebSocket, session: VoiceSession, send: Any, idle_s: float) -> None:
     while True:
         try:
-            message = await asyncio.wait_for(ws.receive(), IDLE_TIMEOUT_S)
+            message = await asyncio.wait_for(ws.receive(), idle_s)
         except TimeoutError:
             await ws.close(code=1001, reason="idle timeout")
             return
@@ -128,19 +136,19 @@ async def _receive_loop(ws: WebSocket, session: VoiceSession, send: Any) -> None
             await send(events.error(exc.code, str(exc)))
 
 
-async def _drain(ws: WebSocket, outbox: asyncio.Queue[dict[str, Any] | None]) -> None:
+async def _drain(
+    ws: WebSocket, outbox: asyncio.Queue[dict[str, Any] | None], deadline: float
+) -> None:
     """The only writer to the socket; gives up (closing it) when a send outlasts the deadline."""
     while (event := await outbox.get()) is not None:
         if ws.application_state != WebSocketState.CONNECTED:
             return
         try:
-            await asyncio.wait_for(
-                ws.send_text(json.dumps(event, ensure_ascii=False)), SEND_DEADLINE_S
-            )
+            await asyncio.wait_for(ws.send_text(json.dumps(event, ensure_ascii=False)), deadline)
         except TimeoutError:
             log.warning("closing a client that stopped reading")
             with contextlib.suppress(Exception):
-                await ws.close(code=1008, reason="client too slow")
+                await asyncio.wait_for(ws.close(code=1008, reason="client too slow"), 1.0)
             return
         except Exception:
             return
