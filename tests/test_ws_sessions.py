@@ -45,7 +45,7 @@ def open_sessions(server: LiveServer) -> int:
 
 async def wait_until(check, limit_s: float = 15.0) -> None:
     async with asyncio.timeout(limit_s):
-        while not check():
+        while not check():  # noqa: ASYNC110 - polls state owned by the server's thread
             await asyncio.sleep(0.05)
 
 
