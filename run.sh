@@ -48,6 +48,18 @@ setup() {
   "$VENV/bin/avatar" models verify >/dev/null
 }
 
+ensure_browser() {
+  # The web UI tests drive Debian's Chromium (Playwright's own browser download is not used).
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      log "installing chromium and CJK fonts (Debian) for the browser tests"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk >/dev/null
+    else
+      log "chromium is missing: the browser tests will skip (sudo apt-get install chromium fonts-noto-cjk)"
+    fi
+  fi
+}
+
 cmd=${1:-}
 shift || true
 case "$cmd" in
@@ -57,6 +69,7 @@ case "$cmd" in
     ;;
   test)
     setup
+    ensure_browser
     log "lint"
     "$VENV/bin/ruff" check src tests
     log "tests"
