@@ -14,8 +14,9 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from avatar import __version__
 from avatar.api import auth
 from avatar.api.errors import install_error_handlers
+from avatar.api.openapi import install_openapi
 from avatar.api.ratelimit import RateLimits
-from avatar.api.routes import conversations, health, openai_compat, system, voice_profiles
+from avatar.api.routes import conversations, health, openai_compat, system, voice_profiles, web
 from avatar.api.security import SecurityHeadersMiddleware
 from avatar.api.state import AppState
 from avatar.api.ws import connection as ws_connection
@@ -77,6 +78,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         description="Private, self-hosted, real-time voice assistant.",
     )
     install_error_handlers(app)
+    install_openapi(app)
     app.add_middleware(SecurityHeadersMiddleware)
     if "*" not in settings.server.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=_host_patterns(settings))
@@ -84,6 +86,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(auth.router)
     app.include_router(ws_connection.router)
+    web.mount_web(app)  # last: the UI's files at "/" never shadow an API route
     return app
 
 

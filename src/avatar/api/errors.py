@@ -81,12 +81,31 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(422, "validation_error", "the request is not valid", errors=errors)
 
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = _CODES.get(exc.status_code, "error")
-        detail = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-        return problem(exc.status_code, code, detail, headers=getattr(exc, "headers", None))
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        status, headers = exc.status_code, dict(getattr(exc, "headers", None) or {})
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        if status == 400:
+            # The framework's 400s all mean a body it cannot parse (not UTF-8, broken
+            # multipart): invalid input, reported like every other validation failure.
+            return problem(422, "invalid_body",
+                           f"the request body cannot be parsed: {detail or 'malformed'}")
+        if status == 405:
+            headers["Allow"] = ", ".join(allowed_methods(request))
+        code = _CODES.get(status, "error")
+        return problem(status, code, detail or code.replace("_", " "), headers=headers)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem(500, "internal_error", "internal server error")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method any route serves at this path (Starlette reports only the first route's)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)

@@ -13,6 +13,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import typer  # noqa: E402
 
 from avatar import __version__  # noqa: E402
+from avatar.cli import backup as backup_cmd  # noqa: E402
 from avatar.cli import bench, config_cmd, doctor, models_cmd, oneshot, serve  # noqa: E402
 
 app = typer.Typer(
@@ -29,6 +30,8 @@ app.command("transcribe")(oneshot.transcribe)
 app.command("say")(oneshot.say)
 app.command("ask")(oneshot.ask)
 app.command("talk")(oneshot.talk)
+app.command("backup")(backup_cmd.backup)
+app.command("restore")(backup_cmd.restore)
 
 
 @app.command("version")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -21,7 +22,9 @@ async def transcribe_bytes(
     limits: AudioLimits | None = None,
 ) -> Transcript:
     """Decode any supported audio file and transcribe it."""
-    audio = decode_audio(data, limits=limits or AudioLimits(), target_rate=16_000)
+    audio = await asyncio.to_thread(
+        decode_audio, data, limits=limits or AudioLimits(), target_rate=16_000
+    )
     return await hub.stt.transcribe(audio, language=language)
 
 

@@ -92,7 +92,7 @@ async def create_transcription(
     response_format: Annotated[TranscriptionFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0, description="Accepted, ignored.")] = 0.0,
 ) -> Response:
-    """Transcribe an audio file (OpenAI's ``audio.transcriptions.create``)."""
+    """Transcribe an audio file (OpenAI's ``audio.transcriptions.create``). 30/minute."""
     data = await _read_upload(file)
     # Decoding is CPU work: off the event loop, so voice sessions keep streaming meanwhile.
     audio = await asyncio.to_thread(decode_audio, data, limits=AUDIO_LIMITS, target_rate=16_000)
@@ -135,7 +135,7 @@ async def create_transcription(
     ),
 )
 async def create_speech(body: SpeechCreate, state: State) -> Response:
-    """Speak text (OpenAI's ``audio.speech.create``).
+    """Speak text (OpenAI's ``audio.speech.create``). 30/minute.
 
     ``voice`` may name a voice profile (id or name); any other name ("alloy", ...) means the
     default voice. The embedded TTS cannot clone: it speaks profiles with its packaged voice,
@@ -187,6 +187,7 @@ async def create_chat_completion(
     body: ChatCompletionCreate, state: State
 ) -> ChatCompletionPublic | StreamingResponse:
     """Answer a conversation (OpenAI's ``chat.completions.create``), whole or streamed (SSE).
+    30/minute.
 
     Without a system message the configured system prompt is used. Text content only.
     """
@@ -220,11 +221,15 @@ async def create_chat_completion(
         choices=[
             Choice(message=AssistantMessage(content=run.reply), finish_reason=usage.finish_reason)
         ],
-        usage=Usage(
-            prompt_tokens=usage.prompt_tokens,
-            completion_tokens=usage.completion_tokens,
-            total_tokens=usage.total_tokens,
-        ),
+        usage=_public(usage),
+    )
+
+
+def _public(usage: openai_chat.Usage) -> Usage:
+    return Usage(
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
+        total_tokens=usage.total_tokens,
     )
 
 
@@ -244,14 +249,7 @@ async def _events(
         usage = await openai_chat.usage(llm, run)
         yield event([ChunkChoice(delta=Delta(), finish_reason=usage.finish_reason)])
         if include_usage:
-            yield event(
-                [],
-                Usage(
-                    prompt_tokens=usage.prompt_tokens,
-                    total_tokens=usage.total_tokens,
-                    completion_tokens=usage.completion_tokens,
-                ),
-            )
+            yield event([], _public(usage))
         yield "data: [DONE]\n\n"
     except AvatarError as exc:  # the stream has begun: the error travels as an event
         error = error_body(exc.http_status, exc.code, exc.message, exc.hint)
@@ -266,7 +264,8 @@ async def _events(
     responses={s: ERROR_RESPONSES[s] for s in (401, 429)},
 )
 async def list_models(state: State) -> ModelListPublic:
-    """The configured models (speech-to-text, chat, text-to-speech), OpenAI's list format."""
+    """The configured models (speech-to-text, chat, text-to-speech), OpenAI's list format.
+    60/minute."""
     s = state.settings
     slots = [
         ("stt", s.stt.model),

@@ -1,0 +1,146 @@
+"""Errors of the ``/v1`` routes in OpenAI's shape, and the checks made before a body is read.
+
+The ``openai`` SDK reads ``{"error": {"message", "type", "param", "code"}}`` and raises its own
+exception per status (``AuthenticationError`` for 401, ``RateLimitError`` for 429, ...). The body
+also carries the problem+json members (``status``, ``code``, ``detail``, ``hint``), so AVATAR's
+stable codes read the same on every route.
+
+:class:`OpenAIRoute` checks the token and caps the body size before FastAPI reads the body: an
+unauthenticated or oversized upload is refused without being spooled to disk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, Final
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.types import Message
+
+from avatar.api.auth import require_token
+from avatar.api.errors import _CODES, ApiError
+from avatar.api.schemas.openai import OpenAIErrorDetail, OpenAIErrorPublic
+from avatar.api.state import app_state
+from avatar.errors import AvatarError
+
+log = logging.getLogger("avatar.api")
+
+UPLOAD_LIMIT: Final = 25 * 1024 * 1024
+MULTIPART_SLACK: Final = 64 * 1024  # boundaries and form fields around the file
+JSON_BODY_LIMIT: Final = 1024 * 1024
+UPLOAD_PATHS: Final = frozenset({"/v1/audio/transcriptions"})
+_TYPES: Final = {
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    409: "conflict_error",
+    429: "rate_limit_error",
+}
+ERROR_RESPONSES: Final[dict[int, dict[str, Any]]] = {
+    status: {"model": OpenAIErrorPublic, "description": description}
+    for status, description in {
+        401: "Missing or wrong API token.",
+        413: "The body is too large.",
+        415: "The audio format is not supported.",
+        422: "The request is not valid.",
+        429: "Rate limit exceeded (see Retry-After).",
+        502: "The engine failed.",
+        503: "The engine is unavailable.",
+        504: "The engine timed out.",
+    }.items()
+}
+
+
+def error_body(
+    status: int, code: str, message: str, hint: str | None = None, param: str | None = None
+) -> OpenAIErrorPublic:
+    kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
+    text = f"{message} ({hint})" if hint else message
+    return OpenAIErrorPublic(
+        error=OpenAIErrorDetail(message=text, type=kind, param=param, code=code),
+        status=status,
+        code=code,
+        detail=message,
+        hint=hint,
+    )
+
+
+def upload_too_large(limit: int = UPLOAD_LIMIT) -> ApiError:
+    return ApiError(
+        413,
+        f"the upload is over the {limit // 2**20} MiB limit",
+        code="payload_too_large",
+        hint="send a shorter or more compressed file",
+    )
+
+
+def error_response(exc: Exception) -> JSONResponse:
+    """Any exception of a ``/v1`` route as an OpenAI-style error response."""
+    if isinstance(exc, HTTPException) and isinstance(exc.__cause__, AvatarError):
+        exc = exc.__cause__  # our body-size cap, raised while FastAPI parsed the form
+    headers: dict[str, str] | None = None
+    param = None
+    if isinstance(exc, AvatarError):
+        status, code, message, hint = exc.http_status, exc.code, exc.message, exc.hint
+        headers = getattr(exc, "headers", None)
+    elif isinstance(exc, RequestValidationError):
+        status, code, hint = 422, "validation_error", None
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
+        param = ".".join(loc) or None
+        message = f"{param or 'request'}: {first.get('msg', 'invalid value')}"
+    elif isinstance(exc, HTTPException) and exc.status_code == 400:  # undecodable body
+        status, code, hint = 422, "validation_error", "send UTF-8 JSON or multipart/form-data"
+        message = "the request body cannot be parsed"
+    elif isinstance(exc, HTTPException):
+        status, hint = exc.status_code, None
+        code = _CODES.get(status, "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        headers = getattr(exc, "headers", None)
+    else:
+        log.exception("unhandled error on an OpenAI-compatible route", exc_info=exc)
+        status, code, message, hint = 500, "internal_error", "internal server error", None
+    body = error_body(status, code, message, hint, param)
+    return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def capped(request: Request, limit: int) -> Request:
+    """``request`` whose body raises 413 once it passes ``limit`` bytes (declared or streamed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise upload_too_large(limit)
+    receive, seen = request.receive, 0
+
+    async def counted() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise upload_too_large(limit)
+        return message
+
+    return Request(request.scope, counted)
+
+
+class OpenAIRoute(APIRoute):
+    """A route whose errors take OpenAI's shape; writes check the token before the body."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        limit = UPLOAD_LIMIT + MULTIPART_SLACK if self.path in UPLOAD_PATHS else JSON_BODY_LIMIT
+
+        async def route(request: Request) -> Response:
+            try:
+                if request.method != "GET":
+                    await require_token(request, app_state(request))
+                return await handler(capped(request, limit))
+            except Exception as exc:  # every error leaves as an OpenAI error object
+                return error_response(exc)
+
+        return route

@@ -1,0 +1,248 @@
+"""Request and response bodies of the OpenAI-compatible ``/v1`` routes.
+
+They follow OpenAI's API reference closely enough for the official SDK to parse them; fields
+AVATAR does not use are accepted and ignored (``extra="ignore"``), so tools that send more of
+OpenAI's options keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_SPEECH_CHARS = 4096
+MAX_MESSAGES = 256
+SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
+TranscriptionFormat = Literal["json", "text", "verbose_json"]
+
+
+class _Request(BaseModel):
+    # strict: JSON ``false`` is not a temperature, ``"1"`` not a count.
+    model_config = ConfigDict(extra="ignore", strict=True)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object; ``code`` is AVATAR's stable error code."""
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+
+
+class OpenAIErrorPublic(BaseModel):
+    """Error body of every ``/v1`` route: OpenAI's shape, plus the problem+json members."""
+
+    error: OpenAIErrorDetail
+    status: int
+    code: str
+    detail: str
+    hint: str | None = None
+
+
+# --- audio ----------------------------------------------------------------------------------
+
+
+class TranscriptionPublic(BaseModel):
+    """``response_format=json``."""
+
+    text: str
+
+
+class TranscriptionSegment(BaseModel):
+    id: int
+    start: float
+    end: float
+    text: str
+
+
+class TranscriptionVerbosePublic(BaseModel):
+    """``response_format=verbose_json``: the text with its language and duration."""
+
+    task: Literal["transcribe"] = "transcribe"
+    language: str
+    duration: float
+    text: str
+    segments: list[TranscriptionSegment] = Field(default_factory=list)
+
+
+class SpeechCreate(_Request):
+    """``POST /v1/audio/speech``."""
+
+    model: str = Field(..., min_length=1, max_length=200, examples=["tts-1"])
+    input: str = Field(
+        ...,
+        min_length=1,
+        max_length=MAX_SPEECH_CHARS,
+        pattern=r"\w",
+        description="The text to speak (at least one letter or digit).",
+    )
+    voice: str = Field(
+        ...,
+        min_length=1,
+        max_length=100,
+        description="A voice profile (id or name), or any other name for the default voice.",
+        examples=["alloy"],
+    )
+    response_format: SpeechFormat = Field(
+        "mp3", description="pcm is raw 16-bit little-endian mono at 24 kHz, as OpenAI's."
+    )
+    speed: float = Field(1.0, ge=0.25, le=4.0, description="Tempo; pitch is kept.")
+    instructions: str | None = Field(None, max_length=4096, description="Accepted, ignored.")
+
+
+# --- chat -----------------------------------------------------------------------------------
+
+
+class TextPart(_Request):
+    """A text content part; AVATAR's chat models read text only."""
+
+    type: Literal["text"]
+    text: str
+
+
+class ChatMessageIn(_Request):
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = Field(None, max_length=64)
+
+    def text(self) -> str:
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Request):
+    include_usage: bool = False
+
+
+class ChatCompletionCreate(_Request):
+    """``POST /v1/chat/completions``. Unknown OpenAI options are ignored."""
+
+    model: str = Field(..., min_length=1, max_length=200)
+    messages: list[ChatMessageIn] = Field(..., min_length=1, max_length=MAX_MESSAGES)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    max_tokens: int | None = Field(None, ge=1, le=32_768)
+    max_completion_tokens: int | None = Field(None, ge=1, le=32_768)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    stop: str | Annotated[list[str], Field(max_length=4)] | None = None
+    n: Literal[1] = Field(1, description="Only one choice is generated.")
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        items = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s for s in items if s)
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class AssistantMessage(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class Choice(BaseModel):
+    index: int = 0
+    message: AssistantMessage
+    finish_reason: Literal["stop", "length"]
+
+
+class ChatCompletionPublic(BaseModel):
+    """A whole reply (``stream=false``)."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[Choice]
+    usage: Usage
+
+
+class Delta(BaseModel):
+    role: Literal["assistant"] | None = None
+    content: str | None = None
+
+
+class ChunkChoice(BaseModel):
+    index: int = 0
+    delta: Delta
+    finish_reason: Literal["stop", "length"] | None = None
+
+
+class ChatCompletionChunkPublic(BaseModel):
+    """One server-sent event of a streamed reply (``stream=true``)."""
+
+    id: str
+    object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    created: int
+    model: str
+    choices: list[ChunkChoice]
+    usage: Usage | None = None
+
+
+# --- models ---------------------------------------------------------------------------------
+
+
+class ModelPublic(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "avatar"
+
+
+class ModelListPublic(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelPublic]
+
+
+# --- OpenAPI documentation of the event stream ------------------------------------------------
+
+
+def inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON Schema with every ``$defs`` reference inlined (for use inside OpenAPI)."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return inline(defs[ref.removeprefix("#/$defs/")])
+            return {k: inline(v) for k, v in node.items()}
+        if isinstance(node, list):
+            return [inline(v) for v in node]
+        return node
+
+    return inline(schema)
+
+
+def chat_stream_event() -> dict[str, Any]:
+    """One server-sent event of a streamed chat completion (OpenAPI 3.2 ``itemSchema``)."""
+    payload = {
+        "anyOf": [inline_schema(ChatCompletionChunkPublic), inline_schema(OpenAIErrorPublic)]
+    }
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "string",
+                "description": "A chat.completion.chunk, an error object, or the final [DONE].",
+                "anyOf": [
+                    {"const": "[DONE]"},
+                    {"contentMediaType": "application/json", "contentSchema": payload},
+                ],
+            },
+            "event": {"type": "string"},
+        },
+    }
