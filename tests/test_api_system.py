@@ -119,3 +119,16 @@ async def test_rate_limits_shared_through_redis(redis_url: str) -> None:
     with pytest.raises(ApiError) as info:
         await first.hit(item, key)
     assert info.value.http_status == 429
+
+
+async def test_rate_limits_survive_redis_going_away() -> None:
+    """Redis unreachable: requests are still limited (per process), never failed."""
+    from limits import parse
+
+    from avatar.api.errors import ApiError
+
+    limits = RateLimits("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    item = parse("1/minute")
+    await limits.hit(item, "k")
+    with pytest.raises(ApiError):
+        await limits.hit(item, "k")

@@ -21,7 +21,7 @@ from avatar.api.security import SecurityHeadersMiddleware
 from avatar.api.state import AppState
 from avatar.api.ws import connection as ws_connection
 from avatar.api.ws.connection import close_sessions
-from avatar.api.ws.limits import SessionSlots
+from avatar.api.ws.shared_slots import session_slots
 from avatar.engines.hub import EngineHub
 from avatar.services.recorder import StorageTurnRecorder
 from avatar.services.voices import ProfileVoices
@@ -54,7 +54,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             hub=hub or EngineHub(settings),
             api_token=token,
             limits=RateLimits(settings.redis_url),
-            sessions=SessionSlots(settings.max_sessions, settings.max_sessions_per_client),
+            sessions=session_slots(settings),
             db=db,
             audio=AudioStore(settings.data_dir / "audio"),
         )
@@ -67,6 +67,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             yield
         finally:
             await close_sessions(state)
+            await state.sessions.aclose()
             await db.dispose()
             if hub is None:
                 state.hub.close()

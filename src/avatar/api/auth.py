@@ -63,14 +63,22 @@ router = APIRouter(tags=["auth"])
 
 @router.get("/login", include_in_schema=False)
 async def login(
-    state: Annotated[AppState, Depends(app_state)], token: Annotated[str, Query()] = ""
+    request: Request,
+    state: Annotated[AppState, Depends(app_state)],
+    token: Annotated[str, Query()] = "",
 ) -> Response:
     """Exchange the login URL's token for an HttpOnly cookie, then go to the UI."""
     if not token_matches(state, token):
         raise _unauthorized()
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
-        COOKIE, token, httponly=True, samesite="strict", path="/", max_age=30 * 24 * 3600
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        path="/",
+        secure=request.url.scheme == "https",
+        max_age=30 * 24 * 3600,
     )
     return response
 

@@ -87,8 +87,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if status == 400:
             # The framework's 400s all mean a body it cannot parse (not UTF-8, broken
             # multipart): invalid input, reported like every other validation failure.
-            return problem(422, "invalid_body",
-                           f"the request body cannot be parsed: {detail or 'malformed'}")
+            return problem(
+                422, "invalid_body", f"the request body cannot be parsed: {detail or 'malformed'}"
+            )
         if status == 405:
             headers["Allow"] = ", ".join(allowed_methods(request))
         code = _CODES.get(status, "error")

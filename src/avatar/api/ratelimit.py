@@ -5,6 +5,7 @@ Built on the ``limits`` library (moving window). Exceeding a limit answers 429 w
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -12,33 +13,49 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
+from redis.exceptions import RedisError
 
 from avatar.api.errors import ApiError
 from avatar.api.state import AppState, app_state
 
+log = logging.getLogger("avatar.limits")
+REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
+
 
 class RateLimits:
-    """One limiter for the app; ``storage_url`` None keeps counters in this process."""
+    """One limiter for the app; ``storage_url`` None keeps counters in this process.
+
+    With Redis the budget is shared by every API process. If Redis becomes unreachable the
+    limits fall back to this process's memory (logged once) instead of failing requests.
+    """
 
     def __init__(self, storage_url: str | None = None) -> None:
-        storage: Storage = (
-            RedisStorage(
-                storage_url.replace("redis://", "async+redis://", 1),
-                implementation="redispy",
-                key_prefix="avatar",
+        self.local = MovingWindowRateLimiter(MemoryStorage())
+        self.limiter = self.local
+        if storage_url and storage_url.split("://", 1)[0] in REDIS_SCHEMES:
+            storage = RedisStorage(
+                f"async+{storage_url}", implementation="redispy", key_prefix="avatar"
             )
-            if storage_url and storage_url.startswith("redis://")
-            else MemoryStorage()
-        )
-        self.limiter = MovingWindowRateLimiter(storage)
+            self.limiter = MovingWindowRateLimiter(storage)
         self.enabled = True
+        self._warned = False
 
     async def hit(self, item: RateLimitItem, *keys: str) -> None:
-        if not self.enabled or await self.limiter.hit(item, *keys):
+        if not self.enabled:
             return
-        reset_at, _ = await self.limiter.get_window_stats(item, *keys)
+        try:
+            allowed = await self.limiter.hit(item, *keys)
+            limiter = self.limiter
+        except (OSError, RedisError) as exc:
+            if not self._warned:
+                log.warning("rate-limit storage unreachable (%s): limiting per process", exc)
+                self._warned = True
+            allowed, limiter = await self.local.hit(item, *keys), self.local
+        if allowed:
+            return
+        reset_at, _ = await limiter.get_window_stats(item, *keys)
         retry = max(1, math.ceil(reset_at - time.time()))
         raise ApiError(
             429,

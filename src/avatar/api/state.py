@@ -14,7 +14,7 @@ from avatar.storage import AudioStore, Database
 
 if TYPE_CHECKING:
     from avatar.api.ratelimit import RateLimits
-    from avatar.api.ws.limits import SessionSlots
+    from avatar.api.ws.shared_slots import SessionAdmission
 
 
 @dataclass
@@ -23,7 +23,7 @@ class AppState:
     hub: EngineHub
     api_token: str
     limits: RateLimits
-    sessions: SessionSlots
+    sessions: SessionAdmission
     db: Database
     audio: AudioStore
     services: dict[str, Any] = field(default_factory=dict)

@@ -45,7 +45,7 @@ async def ws_chat(ws: WebSocket) -> None:
         await ws.close(code=1008, reason="missing or wrong API token")
         return
     client = ws.client.host if ws.client else "unknown"
-    refusal = state.sessions.acquire(client)
+    refusal = await state.sessions.acquire(client)
     if refusal:  # accepted first so the client sees the code (a refused handshake is a bare 403)
         await ws.accept()
         await ws.close(code=1013, reason=refusal)
@@ -54,7 +54,7 @@ async def ws_chat(ws: WebSocket) -> None:
         await ws.accept()
         await _serve(ws, state)
     finally:
-        state.sessions.release(client)
+        await state.sessions.release(client)
 
 
 async def close_sessions(state: AppState) -> None:
