@@ -132,3 +132,12 @@ async def test_rate_limits_survive_redis_going_away() -> None:
     await limits.hit(item, "k")
     with pytest.raises(ApiError):
         await limits.hit(item, "k")
+
+
+async def test_system_info_shows_placement_and_gpu_admission(api: httpx.AsyncClient) -> None:
+    info = (await api.get("/api/system/info")).json()
+    slots = {p["slot"]: p for p in info["placement"]["placements"]}
+    assert slots["stt"]["device"] == "cpu" and slots["stt"]["reason"]  # no GPU on this machine
+    assert info["admission"]["cards"] == []
+    status = (await api.get("/api/system/models/status")).json()
+    assert status["slots"]["llm"]["placement"]["device"] == "cpu"

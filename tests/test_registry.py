@@ -14,11 +14,17 @@ def test_unknown_engine_lists_the_known_ones() -> None:
     assert "faster-whisper" in (info.value.hint or "")
 
 
-def test_missing_dependency_names_the_extra() -> None:
-    spec = EngineSpec("tts", "ghost", "avatar_no_such_module.engine:Ghost", "gpu", "not installed")
+def test_missing_dependency_names_what_to_install() -> None:
+    spec = EngineSpec(
+        "tts",
+        "ghost",
+        "avatar_no_such_module.engine:Ghost",
+        "pip install 'avatar[gpu]'",
+        "not installed",
+    )
     with pytest.raises(EngineUnavailable) as info:
         engine_class(spec)
-    assert "avatar[gpu]" in (info.value.hint or "")
+    assert "pip install 'avatar[gpu]'" in (info.value.hint or "")
     assert "avatar_no_such_module" in info.value.message
 
 

@@ -66,7 +66,7 @@ class SttSettings(BaseModel):
     engine: str = Field("faster-whisper", description="Registry name of the STT engine.")
     model: str = Field("whisper-base", description="Catalog name, local path or hub id.")
     language: str | None = Field(None, description="Force a language; None auto-detects.")
-    device: str = Field("cpu", description="cpu, cuda or cuda:N.")
+    device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     compute_type: str = Field("int8", description="CTranslate2 compute type.")
     threads: int = Field(2, ge=1, description="CPU threads for inference.")
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
@@ -103,7 +103,7 @@ class TtsSlotSettings(BaseModel):
     engine: str = Field(..., description="Registry name of the TTS engine.")
     model: str | None = Field(None, description="Catalog name, path or remote model/voice.")
     voice: str | None = Field(None, description="Engine voice name.")
-    device: str = Field("cpu", description="cpu, cuda or cuda:N.")
+    device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
     api_key: SecretStr | None = Field(None, description="Remote engine: API key.")
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")
@@ -119,6 +119,19 @@ class TtsSettings(BaseModel):
     hq: TtsSlotSettings | None = Field(None, description="High-quality engine; unset by default.")
     hq_latency_budget_ms: int = Field(
         1500, ge=0, description="auto uses hq only while its first-audio latency stays under this."
+    )
+
+
+class GpuSettings(BaseModel):
+    """GPU placement and admission (see docs/GPU.md); ignored where no GPU is found."""
+
+    sessions_per_gpu: int = Field(8, ge=1, description="Voice sessions admitted per GPU.")
+    hq_max_load: float = Field(
+        0.75, gt=0, le=1, description="Above this GPU session load, auto TTS falls back to fast."
+    )
+    margin_mb: float = Field(1024.0, ge=0, description="VRAM kept free on each card (MB).")
+    margin_fraction: float = Field(
+        0.05, ge=0, lt=1, description="VRAM kept free on each card (fraction; larger wins)."
     )
 
 
@@ -169,6 +182,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     speaker: SpeakerSettings = Field(default_factory=SpeakerSettings)
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
 
     @field_validator("api_token")
     @classmethod

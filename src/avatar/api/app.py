@@ -27,6 +27,8 @@ from avatar.services.recorder import StorageTurnRecorder
 from avatar.services.voices import ProfileVoices
 from avatar.settings import Settings
 from avatar.storage import AudioStore, Database
+from avatar.system.admission import GpuAdmission
+from avatar.system.gpus import gpu_readings
 
 log = logging.getLogger("avatar")
 
@@ -60,6 +62,14 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         )
         state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
         state.services["voices"] = ProfileVoices(state.db, state.audio)
+        admission = GpuAdmission(
+            gpu_readings(),
+            sessions_per_gpu=settings.gpu.sessions_per_gpu,
+            hq_max_load=settings.gpu.hq_max_load,
+        )
+        state.services["gpu_admission"] = admission
+        engines = state.hub
+        engines.hq_gate = lambda: admission.hq_allowed(engines.placement.gpu_for("tts.hq"))
         app.state.avatar = state
         if settings.server.preload:
             await asyncio.to_thread(state.hub.preload, None, _log_step)

@@ -21,6 +21,7 @@ from avatar.engines.tts.modes import TtsModes
 from avatar.errors import AvatarError
 from avatar.models.store import ModelStore
 from avatar.settings import Settings
+from avatar.system.placement import apply_placement, plan_for_settings
 
 SLOTS: tuple[str, ...] = ("stt", "llm", "tts.fast", "tts.hq", "speaker", "vad")
 
@@ -44,7 +45,11 @@ class EngineHub:
     """Owns the engines of one server (or one CLI run)."""
 
     def __init__(self, settings: Settings, models: ModelStore | None = None) -> None:
+        # Devices are decided once, from free VRAM per GPU (CPU where none fits or none exists).
+        self.placement = plan_for_settings(settings)
+        settings = apply_placement(settings, self.placement)
         self.settings = settings
+        self.hq_gate: Callable[[], tuple[bool, str]] | None = None
         self.models = models or ModelStore(
             settings.model_cache_dir, allow_downloads=settings.models.allow_downloads
         )
@@ -81,9 +86,11 @@ class EngineHub:
         with self._lock:
             if slot not in self._engines:
                 kind, cfg = self._slot_config(slot)
-                self._engines[slot] = create_engine(
-                    kind, self.states[slot].engine or "", cfg, self.models
-                )
+                engine = create_engine(kind, self.states[slot].engine or "", cfg, self.models)
+                folder = getattr(engine, "set_conditioning_folder", None)
+                if folder is not None:  # cloning engines cache per-profile conditioning on disk
+                    folder(self.settings.data_dir / "conditioning")
+                self._engines[slot] = engine
             return self._engines[slot]
 
     def _slot_config(self, slot: str) -> tuple[EngineKind, Any]:
@@ -128,7 +135,9 @@ class EngineHub:
                     hq = self._get("tts.hq")
                 except AvatarError as exc:
                     error = exc
-            modes = TtsModes(self.settings.tts, self._get("tts.fast"), hq, hq_error=error)
+            modes = TtsModes(
+                self.settings.tts, self._get("tts.fast"), hq, hq_error=error, hq_gate=self.hq_gate
+            )
             with self._lock:
                 modes = self._engines.setdefault("tts.modes", modes)
         return modes  # type: ignore[no-any-return]
@@ -143,6 +152,13 @@ class EngineHub:
         vad = create_engine(kind, self.settings.vad.engine, cfg, self.models)
         vad.load()
         return vad  # type: ignore[no-any-return]
+
+    def forget_voice(self, profile_id: str) -> None:
+        """Drop cached cloning conditioning of a deleted voice profile."""
+        for engine in list(self._engines.values()):
+            cache = getattr(engine, "conditioning", None)
+            if cache is not None:
+                cache.forget_profile(profile_id)
 
     def override(self, slot: str, engine: object) -> None:
         """Use ``engine`` for ``slot`` (scripted engines in tests and benchmarks)."""

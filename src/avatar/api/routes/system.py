@@ -10,6 +10,7 @@ from avatar.api.auth import Reader, Writer
 from avatar.api.ratelimit import limit
 from avatar.api.state import AppState, app_state
 from avatar.services import system
+from avatar.system.gpus import gpu_readings
 
 router = APIRouter(prefix="/api/system", tags=["system"])
 State = Annotated[AppState, Depends(app_state)]
@@ -19,6 +20,11 @@ State = Annotated[AppState, Depends(app_state)]
 async def info(state: State) -> dict[str, Any]:
     """CPU, RAM, GPUs (free and total VRAM through NVML where present), versions."""
     data = system.machine_info()
+    data["placement"] = state.hub.placement.to_dict()
+    admission = state.services.get("gpu_admission")
+    if admission is not None:
+        admission.update_readings(gpu_readings())
+        data["admission"] = admission.status()
     data["sessions"] = {"open": state.sessions.open, "max": state.settings.max_sessions}
     return data
 

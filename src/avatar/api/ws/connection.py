@@ -81,6 +81,15 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
             sender.cancel()
             raise ClientGone("the client stopped reading") from None
 
+    admission = state.services.get("gpu_admission")
+    if admission is not None:
+        try:
+            admission.admit(session_id)  # the emptier GPU; refused when every card is full
+        except AvatarError as exc:
+            await send(events.error(exc.code, str(exc)))
+            await ws.close(code=1013, reason="every GPU is full")
+            sender.cancel()
+            return
     session = VoiceSession(
         state.hub,
         session_id,
@@ -105,6 +114,8 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         pass
     finally:
         state.open_sessions.pop(session_id, None)
+        if admission is not None:
+            admission.release(session_id)
         with contextlib.suppress(Exception):
             await session.close()
         if not sender.done():

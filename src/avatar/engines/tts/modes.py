@@ -52,12 +52,14 @@ class TtsModes:
         *,
         hq_error: AvatarError | None = None,
         clock: Callable[[], float] = time.monotonic,
+        hq_gate: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.settings = settings
         self.fast = fast
         self.hq = hq
         self._hq_error = hq_error
         self._clock = clock
+        self._hq_gate = hq_gate  # e.g. GPU admission: "too loaded for hq now"
         self._health: dict[str, _SlotHealth] = {"fast": _SlotHealth(), "hq": _SlotHealth()}
 
     @classmethod
@@ -122,6 +124,10 @@ class TtsModes:
     def _hq_unusable_reason(self) -> str | None:
         if self.hq is None:
             return "hq unavailable" if self._hq_error else "hq not configured"
+        if self._hq_gate is not None:
+            allowed, why = self._hq_gate()
+            if not allowed:
+                return why
         health, now = self._health["hq"], self._clock()
         if health.failed_at is not None and now - health.failed_at < FAILURE_COOLDOWN_S:
             return f"hq failed {now - health.failed_at:.0f} s ago ({health.failure})"
