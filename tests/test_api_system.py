@@ -141,3 +141,17 @@ async def test_system_info_shows_placement_and_gpu_admission(api: httpx.AsyncCli
     assert info["admission"]["cards"] == []
     status = (await api.get("/api/system/models/status")).json()
     assert status["slots"]["llm"]["placement"]["device"] == "cpu"
+
+
+async def test_method_not_allowed_lists_every_method_at_the_path(api: httpx.AsyncClient) -> None:
+    response = await api.request("PATCH", "/api/voice-profiles")
+    assert response.status_code == 405
+    assert set(response.headers["allow"].split(", ")) >= {"GET", "POST"}
+
+
+async def test_browser_login_with_a_wrong_token_goes_back_to_the_ui(live_server) -> None:
+    async with httpx.AsyncClient(base_url=live_server.url) as browser:
+        response = await browser.get(
+            "/login", params={"token": "nope"}, headers={"Accept": "text/html"}
+        )
+    assert response.status_code == 303 and response.headers["location"] == "/?login=failed"

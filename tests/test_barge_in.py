@@ -98,3 +98,25 @@ async def test_backchannel_does_not_interrupt(fake_server, speech_pcm) -> None:
     assert end["interrupted"] is False
     assert not client.of("interrupted")
     assert not [e for e in client.events if e["type"] == "transcript"]
+
+
+async def test_talking_over_audio_still_playing_after_generation_ended(
+    fake_server, speech_pcm
+) -> None:
+    """The reply is fully generated and sent, but the client is still playing it."""
+    async with connect(fake_server) as ws:
+        client = ChatClient(ws)
+        turn_id = await _start_reply(client)
+        end = await client.until(lambda e: e["type"] == "turn_end" and e["turn_id"] == turn_id)
+        assert end["interrupted"] is False  # generation finished; ~10 s of audio still queued
+        await client.send_json({"type": "playback", "turn_id": turn_id, "played_ms": 1000})
+        await client.stream(speech_pcm + silence(1.0), realtime=0.2)
+        interrupted = await client.until(lambda e: e["type"] == "interrupted")
+        await client.until(lambda e: e["type"] == "turn_end" and e["turn_id"] != turn_id)
+    assert interrupted["turn_id"] == turn_id and interrupted["heard_text"] == "Once upon a time,"
+    state = fake_server.app.state.avatar
+    async with state.db.read() as session:
+        repo = Conversations(session)
+        stored = await repo.get_session((await repo.list_sessions()).items[0].id)
+    first = stored.turns[0]
+    assert first.interrupted and first.heard_text == first.assistant_text == "Once upon a time,"

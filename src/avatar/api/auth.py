@@ -69,6 +69,8 @@ async def login(
 ) -> Response:
     """Exchange the login URL's token for an HttpOnly cookie, then go to the UI."""
     if not token_matches(state, token):
+        if "text/html" in request.headers.get("accept", ""):
+            return RedirectResponse("/?login=failed", status_code=303)  # the UI explains
         raise _unauthorized()
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(

@@ -87,7 +87,11 @@ class TurnRecorder(Protocol):
         user_audio: PcmAudio | None,
         reply_audio: list[tuple[bytes, int]],
         interrupted: bool,
-    ) -> None: ...
+    ) -> int | None:
+        """Store the turn; returns its index in the session."""
+
+    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
+        """A stored turn was cut off while its audio was still playing."""
 
 
 class VoiceResolver(Protocol):
@@ -203,7 +207,7 @@ class VoiceSession:
             await self._send(events.speech(True))
         elif isinstance(event, SpeechEnd) and self.config.hands_free:
             await self._send(events.speech(False))
-            if self._replying and event.speech_ms < self.config.backchannel_ms:
+            if self._audible and event.speech_ms < self.config.backchannel_ms:
                 return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
             onset = event.end_ms - event.speech_ms
             audio = self._take_audio(onset - self.endpointer.config.pre_roll_ms, event.end_ms)
@@ -251,9 +255,14 @@ class VoiceSession:
     def _replying(self) -> bool:
         return self._turn_task is not None and not self._turn_task.done()
 
+    @property
+    def _audible(self) -> bool:
+        """A reply is being generated, or its audio is probably still playing at the client."""
+        return self._replying or time.monotonic() < self._playback_until
+
     async def _check_barge_in(self) -> None:
         if (
-            self._replying
+            self._audible
             and self.config.hands_free
             and self.endpointer.in_speech
             and self.endpointer.speech_ms >= self.config.backchannel_ms
@@ -263,9 +272,16 @@ class VoiceSession:
     async def interrupt(self, reason: str) -> None:
         """Stop the reply now: drop its pending audio, cancel LLM and TTS, keep what was heard."""
         task, turn = self._turn_task, self.turn
+        if turn is not None and task is not None and task.done():
+            late = reason in ("barge_in", "client") and not turn.interrupted
+            if late and time.monotonic() < self._playback_until:
+                await self._interrupt_playback(turn, reason)
+            return
         if task is None or task.done() or turn is None:
             return
         self.generation += 1
+        turn.interrupted = True
+        self._playback_until = 0.0  # nothing more of this reply will play
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
@@ -273,6 +289,21 @@ class VoiceSession:
         heard = turn.heard_text()
         await self._send(events.interrupted(turn.id, heard, reason))
         await self._finish_turn(turn, interrupted=True)
+
+    async def _interrupt_playback(self, turn: Turn, reason: str) -> None:
+        """The reply was fully generated but the user talks over its audio: keep what was heard."""
+        turn.interrupted = True
+        self._playback_until = 0.0
+        self.echo.stopped()
+        if turn.played_ms is None and turn.first_audio_at is not None:
+            turn.report_playback((time.monotonic() - turn.first_audio_at) * 1000)  # estimate
+        heard = turn.heard_text()
+        await self._send(events.interrupted(turn.id, heard, reason))
+        if self.recorder is not None and turn.stored_index is not None:
+            try:
+                await self.recorder.mark_interrupted(self.session_id, turn.stored_index, heard)
+            except Exception:
+                log.exception("could not mark turn %s interrupted", turn.id)
 
     # --- turns --------------------------------------------------------------------------------
 
@@ -378,6 +409,7 @@ class VoiceSession:
         self._playback_until = max(self._playback_until, now) + len(pcm) / 2 / rate
         await self._send(events.audio_response(pcm, rate, turn.id, seq, text))
         if seq == 0:
+            turn.first_audio_at = now
             turn.metrics["voice_to_voice_ms"] = round((time.monotonic() - turn.t0) * 1000, 1)
             first_text = turn.metrics.get("first_text_ms") or 0.0
             tts_wait = (turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
@@ -395,7 +427,7 @@ class VoiceSession:
         )
         if self.recorder is not None and turn.user_text:
             try:
-                await self.recorder.record(
+                turn.stored_index = await self.recorder.record(
                     self.session_id, turn, self._user_audio, list(self._reply_audio), interrupted
                 )
             except Exception:

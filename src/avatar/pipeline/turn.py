@@ -34,6 +34,9 @@ class Turn:
     reply_text: str = ""
     chunks: list[SpokenChunk] = field(default_factory=list)
     played_ms: float | None = None
+    first_audio_at: float | None = None  # monotonic time the first audio was sent
+    stored_index: int | None = None  # the turn's index in storage, once recorded
+    interrupted: bool = False
     tts_mode: str | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
 

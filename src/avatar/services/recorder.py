@@ -22,6 +22,10 @@ class StorageTurnRecorder:
     def __init__(self, db: Database, audio: AudioStore) -> None:
         self.db, self.audio = db, audio
 
+    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
+        async with self.db.write() as session:
+            await Conversations(session).mark_interrupted(session_id, index, heard_text)
+
     async def record(
         self,
         session_id: str,
@@ -29,7 +33,7 @@ class StorageTurnRecorder:
         user_audio: PcmAudio | None,
         reply_audio: list[tuple[bytes, int]],
         interrupted: bool,
-    ) -> None:
+    ) -> int:
         user_rel = user_s = reply_rel = reply_s = None
         if user_audio is not None and len(user_audio.samples):
             user_rel = await asyncio.to_thread(
@@ -61,12 +65,13 @@ class StorageTurnRecorder:
             async with self.db.write() as session:
                 repo = Conversations(session)
                 await repo.get_or_create_session(session_id, language=turn.language)
-                await repo.add_turn(session_id, row)
+                stored = await repo.add_turn(session_id, row)
         except BaseException:
             for rel in (user_rel, reply_rel):
                 if rel:
                     self.audio.delete(rel)
             raise
+        return stored.index
 
 
 def _join(chunks: list[tuple[bytes, int]], turn: Turn) -> PcmAudio | None:

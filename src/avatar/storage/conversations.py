@@ -156,6 +156,18 @@ class Conversations:
         await self.session.flush()
         return row
 
+    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
+        """The user talked over a reply still playing: keep only what was heard."""
+        heard = clean_text(heard_text)
+        result = await self.session.execute(
+            update(TurnRow)
+            .where(TurnRow.session_id == session_id, TurnRow.index == index)
+            .values(interrupted=True, heard_text=heard, assistant_text=heard)
+            .execution_options(synchronize_session=False)
+        )
+        if not result.rowcount:  # type: ignore[attr-defined]
+            raise NotFound(f"turn {index} of session {session_id!r} not found")
+
     async def get_session(self, session_id: str, *, with_turns: bool = True) -> ConversationRow:
         """The session, with its turns in order unless ``with_turns`` is false."""
         query = select(ConversationRow).where(ConversationRow.id == session_id)

@@ -1,0 +1,178 @@
+// The System tab: each model slot and its state, RAM and per-GPU VRAM, preload and warmup.
+import { $, el, clear, setWidth, formatMb, formatMs, formatSeconds } from "./dom.js";
+import { api } from "./api.js";
+import { t } from "./i18n.js";
+
+function meter(used, total, label) {
+  const fill = el("span", { class: "meter-fill" });
+  setWidth(fill, total ? used / total : 0);
+  return el(
+    "div",
+    { class: "usage" },
+    el(
+      "div",
+      { class: "usage-head" },
+      el("span", { text: label }),
+      el("span", { class: "muted small", text: `${formatMb(used)} / ${formatMb(total)}` }),
+    ),
+    el(
+      "div",
+      {
+        class: "meter",
+        role: "img",
+        "aria-label": `${label}: ${formatMb(used)} / ${formatMb(total)}`,
+      },
+      fill,
+    ),
+  );
+}
+
+export class System {
+  constructor({ banner }) {
+    this.banner = banner;
+    $("#system-refresh").addEventListener("click", () => this.load());
+    $("#preload").addEventListener("click", () => this.run("preload"));
+    $("#warmup").addEventListener("click", () => this.run("warmup"));
+  }
+
+  fail(error) {
+    if (error.status !== 401) this.banner.show(error.describe(), "error");
+  }
+
+  async load() {
+    const [status, info] = await Promise.allSettled([api.modelsStatus(), api.systemInfo()]);
+    if (status.status === "fulfilled") this.renderModels(status.value);
+    else this.fail(status.reason);
+    if (info.status === "fulfilled") this.renderMachine(info.value);
+    else this.fail(info.reason);
+  }
+
+  renderModels(status) {
+    const body = clear($("#model-table tbody"));
+    for (const [slot, s] of Object.entries(status.slots || {})) {
+      let state = "notLoaded";
+      if (!s.configured) state = "notConfigured";
+      else if (s.error) state = "error";
+      else if (s.loaded) state = "loaded";
+      body.append(
+        el(
+          "tr",
+          { dataset: { slot, state } },
+          el("th", { scope: "row", text: slot }),
+          el(
+            "td",
+            {},
+            el("span", { text: s.engine || "–" }),
+            s.model ? el("span", { class: "muted small block", text: s.model }) : null,
+          ),
+          el(
+            "td",
+            {},
+            el("span", { class: `badge ${state}`, text: t(`system.state.${state}`) }),
+            s.error ? el("span", { class: "error-text small block", text: s.error }) : null,
+          ),
+          el("td", { text: s.device || "–" }),
+          el("td", { text: s.load_s == null ? "–" : formatSeconds(s.load_s) }),
+          el("td", { text: formatMb(s.memory_mb) }),
+          el("td", { text: formatMs(s.last_latency_ms) }),
+        ),
+      );
+    }
+    const modes = Object.entries(status.tts_modes || {}).map(([mode, m]) =>
+      t("system.ttsMode", {
+        mode: t(`tts.${mode}`),
+        state: m.available ? t("system.available") : m.reason,
+      }),
+    );
+    $("#tts-modes").textContent = [
+      t("system.defaultTts", { mode: t(`tts.${status.default_tts_mode}`) }),
+      ...modes,
+    ].join(" · ");
+  }
+
+  renderMachine(info) {
+    const root = clear($("#machine"));
+    const mem = info.memory || {};
+    const cpu = info.cpu || {};
+    root.append(
+      el(
+        "dl",
+        { class: "facts" },
+        el("dt", { text: t("system.cpu") }),
+        el("dd", {
+          text: `${cpu.model || "?"} · ${t("system.cores", { n: cpu.logical_cores })} · ${cpu.load_pct ?? "–"} %`,
+        }),
+        el("dt", { text: t("system.process") }),
+        el("dd", { text: formatMb(mem.process_rss_mb) }),
+        el("dt", { text: t("system.sessions") }),
+        el("dd", { text: `${info.sessions?.open ?? 0} / ${info.sessions?.max ?? "–"}` }),
+        el("dt", { text: t("system.version") }),
+        el("dd", { text: `AVATAR ${info.avatar_version} · Python ${info.python}` }),
+        el("dt", { text: t("system.uptime") }),
+        el("dd", { text: formatSeconds(info.uptime_s) }),
+      ),
+      meter((mem.total_mb || 0) - (mem.available_mb || 0), mem.total_mb, t("system.ram")),
+    );
+    const gpus = info.gpus || [];
+    if (!gpus.length) root.append(el("p", { class: "muted small", text: t("system.noGpu") }));
+    for (const gpu of gpus) {
+      root.append(
+        meter(gpu.used_mb, gpu.total_mb, t("system.vram", { i: gpu.index, name: gpu.name })),
+      );
+    }
+  }
+
+  async run(kind) {
+    const buttons = [$("#preload"), $("#warmup")];
+    buttons.forEach((b) => (b.disabled = true));
+    const busy = $("#system-busy");
+    const started = Date.now();
+    const tick = () => {
+      const s = ((Date.now() - started) / 1000).toFixed(0);
+      $("#system-busy-text").textContent = t(`system.${kind}Running`, { s });
+    };
+    tick();
+    busy.hidden = false;
+    const timer = setInterval(tick, 500);
+    const result = $("#system-result");
+    try {
+      const report = kind === "preload" ? await api.preload() : await api.warmup();
+      this.renderResult(kind, report);
+      await this.load();
+    } catch (error) {
+      result.hidden = false;
+      result.dataset.kind = kind;
+      result.replaceChildren(el("p", { class: "error-text", text: error.describe() }));
+      this.fail(error);
+    } finally {
+      clearInterval(timer);
+      busy.hidden = true;
+      buttons.forEach((b) => (b.disabled = false));
+    }
+  }
+
+  renderResult(kind, report) {
+    const result = $("#system-result");
+    const items = kind === "preload" ? report.slots || [] : report.steps || [];
+    const rows = items.map((item) => {
+      const ok = kind === "preload" ? item.loaded && !item.error : item.ok;
+      const detail =
+        kind === "preload"
+          ? item.error ||
+            (item.load_s == null ? t("system.alreadyLoaded") : formatSeconds(item.load_s))
+          : item.error || formatMs(item.took_ms);
+      return el(
+        "li",
+        { class: ok ? "ok" : "failed", dataset: { slot: item.slot } },
+        el("span", { class: `badge ${ok ? "loaded" : "error"}`, text: ok ? "✓" : "✗" }),
+        ` ${item.slot}${item.engine ? ` (${item.engine})` : ""}: ${detail}`,
+      );
+    });
+    result.hidden = false;
+    result.dataset.kind = kind;
+    result.replaceChildren(
+      el("p", { text: t(`system.${kind}Done`, { s: formatSeconds(report.took_s) }) }),
+      el("ul", { class: "result-list" }, rows),
+    );
+  }
+}
