@@ -239,3 +239,10 @@ def test_chunks_do_not_depend_on_the_delta_split(sample: tuple[str, list[str]]) 
     text, deltas = sample
 
     assert chunk(deltas) == chunk([text])
+
+
+def test_a_forced_cut_never_splits_a_code_fence() -> None:
+    """Found by the property test in CI: a fence right after a newline, past max_chars."""
+    text = ".  \n\n```hello"
+    chunks = chunk([text], max_chars=12)
+    assert squash("".join(chunks)) == squash(clean_for_speech(text))

@@ -93,8 +93,11 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if "*" not in settings.server.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=_host_patterns(settings))
-    for module in (health, system, voice_profiles, conversations, openai_compat):
+    modules = (health, system, voice_profiles, conversations, openai_compat)
+    for module in modules:
         app.include_router(module.router)
+    # Flat, in declaration order: FastAPI keeps included routers opaque (see allowed_methods).
+    app.state.api_routes = [r for m in modules for r in m.router.routes if hasattr(r, "path")]
     app.include_router(auth.router)
     app.include_router(ws_connection.router)
     web.mount_web(app)  # last: the UI's files at "/" never shadow an API route

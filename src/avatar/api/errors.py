@@ -9,7 +9,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from avatar.errors import AvatarError
 
@@ -103,10 +102,16 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route serves at this path (Starlette reports only the first route's)."""
-    allowed = []
-    for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"):
-        scope = {**request.scope, "method": method}
-        if any(route.matches(scope)[0] is Match.FULL for route in request.app.router.routes):
-            allowed.append(method)
-    return allowed
+    """The methods of the route template this path belongs to (the first declared that matches).
+
+    Starlette names only one route's methods, and a literal path such as
+    ``/api/conversations/sessions`` also matches templates like ``/api/conversations/{id}``: the
+    Allow header lists the methods of the template that owns the path, as documented.
+    """
+    path = request.url.path
+    routes = [r for r in getattr(request.app.state, "api_routes", []) if r.path_regex.match(path)]
+    if not routes:
+        return []
+    owner = routes[0].path
+    methods = {m for r in routes if r.path == owner for m in (getattr(r, "methods", None) or ())}
+    return sorted(methods)

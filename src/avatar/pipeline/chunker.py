@@ -151,6 +151,9 @@ class TextChunker:
     def _cut_point(self, lead: int, limit: int) -> int | None:
         """Where to cut an over-long chunk: its last clause, else its last space, else hard."""
         window = self._buf[:limit]
+        newline = window.rfind("\n")
+        if newline >= lead and _WHOLE_LINE.match(self._buf[newline + 1 :].lstrip()):
+            return newline + 1  # a code fence or rule starts here: never cut inside it
         clause_ends = [
             end
             for end, kind in _candidates(window, clauses=True)
