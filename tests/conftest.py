@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
 from avatar.engines.hub import EngineHub
 from avatar.models.store import ModelStore
 from avatar.settings import Settings, default_cache_dir, load_settings
@@ -78,6 +79,7 @@ def serve_app(app: object, settings: Settings) -> Iterator[str]:
         port=port,
         log_level="warning",  # type: ignore[arg-type]
         ws_max_size=1 << 20,
+        http=HeaderDeadlineH11Protocol,
         lifespan="on",
     )
     server = uvicorn.Server(config)

@@ -14,6 +14,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from avatar import __version__
 from avatar.api import auth
 from avatar.api.errors import install_error_handlers
+from avatar.api.limits_middleware import BodyLimitMiddleware
 from avatar.api.openapi import install_openapi
 from avatar.api.ratelimit import RateLimits
 from avatar.api.routes import conversations, health, openai_compat, system, voice_profiles, web
@@ -90,6 +91,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_openapi(app)
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(SecurityHeadersMiddleware)
     if "*" not in settings.server.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=_host_patterns(settings))

@@ -98,7 +98,11 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return problem(500, "internal_error", "internal server error")
+        # Connection: close, since Starlette re-raises after this response and uvicorn then
+        # drops the socket; a keep-alive client would fail its next request on it.
+        return problem(
+            500, "internal_error", "internal server error", headers={"Connection": "close"}
+        )
 
 
 def allowed_methods(request: Request) -> list[str]:

@@ -5,9 +5,11 @@
 - a ``Content-Length`` over the path's cap is refused with 413 before a byte of the body is read;
 - a chunked body is counted as it streams and cut off with 413 once past the cap;
 - a JSON body deeper than :data:`MAX_JSON_DEPTH` is refused with 422 before FastAPI parses it
-  (FastAPI answers a 400 for what :mod:`json` refuses with RecursionError, and accepts
-  anything shallower, however deep the models behind it recurse).
-The 413 closes the connection, so a client cannot keep streaming into a discarded body.
+  (FastAPI answers a 400 for what :mod:`json` refuses with RecursionError, about 1000 levels,
+  and accepts anything shallower).
+A refused body (and one a route answered without reading) is drained for a bounded time and
+the connection closed, so a client cannot keep streaming into a discarded body yet still reads
+the answer.
 
 :class:`HeaderDeadlineH11Protocol` is uvicorn's h11 protocol plus a deadline on reading each
 request's headers: stock uvicorn arms no timer until a response is complete, so a client that
@@ -28,18 +30,24 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 MiB: Final = 1024 * 1024
-UPLOAD_BODY_BYTES: Final = 26 * MiB
+# The upload routes' own cap: 25 MiB of audio plus the multipart framing around it, so the
+# limit a client is told is the same whichever layer refuses.
+UPLOAD_BODY_BYTES: Final = 25 * MiB + 64 * 1024
 JSON_BODY_BYTES: Final = 1 * MiB
 MAX_JSON_DEPTH: Final = 64
 UPLOAD_ROUTES: Final = frozenset(
     {("POST", "/api/voice-profiles"), ("POST", "/v1/audio/transcriptions")}
 )
-_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+# A string runs to its closing quote or, unterminated, to the end: every match attempt succeeds
+# in one pass, so no input makes the scan quadratic (an unterminated string would otherwise be
+# rescanned from each quote inside it).
+_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.?)*+(?:"|\Z)', re.DOTALL)
 _OPEN: Final = np.frombuffer(b"[{", np.uint8)
 _CLOSE: Final = np.frombuffer(b"]}", np.uint8)
 _CLOSE_HDR: Final = (b"connection", b"close")
-LINGER_S: Final = 2.0
-LINGER_BYTES: Final = 16 * MiB
+LINGER_S: Final = 30.0  # as nginx lingering_time
+LINGER_IDLE_S: Final = 5.0  # as nginx lingering_timeout
+LINGER_BYTES: Final = 32 * MiB
 
 
 class BodyTooLarge(Exception):
@@ -78,22 +86,22 @@ class BodyLimitMiddleware:
             max_json_depth,
         )
 
-    def cap_for(self, method: str, path: str) -> int:
-        upload = (method, path.rstrip("/") or "/") in UPLOAD_ROUTES
-        return self.upload_bytes if upload else self.body_bytes
+    def is_upload(self, method: str, path: str) -> bool:
+        return (method, path.rstrip("/") or "/") in UPLOAD_ROUTES
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        cap = self.cap_for(scope["method"], scope["path"])
+        upload = self.is_upload(scope["method"], scope["path"])
+        cap = self.upload_bytes if upload else self.body_bytes
         declared = headers.get("content-length")
         if declared is not None and declared.strip().isdigit() and int(declared) > cap:
             await _too_large(scope, send, cap, receive)
             return
         has_body = "transfer-encoding" in headers or (declared or "0").strip() not in ("", "0")
-        if has_body and cap == self.body_bytes and _is_json(headers):
+        if has_body and not upload and _is_json(headers):
             await self._json(scope, receive, send, cap)
             return
         await self._streamed(scope, receive, send, cap, has_body)
@@ -191,16 +199,18 @@ async def _too_large(scope: Scope, send: Send, cap: int, unread: Receive | None)
 
 
 async def _linger(receive: Receive) -> None:
-    """Read and drop what the client is still sending, for a bounded time, before closing.
+    """Read and drop what the client is still sending, within bounds, before the socket closes.
 
-    Closing a socket with unread input makes the kernel send a reset, which can destroy the
-    413 before the client reads it (nginx's "lingering close" exists for this).
+    Most clients send the whole body before they read the answer, and closing a socket with
+    unread input makes the kernel send a reset that destroys the answer unread: nginx's
+    "lingering close" exists for this. A body slightly over its cap is drained and the client
+    sees the 413; a huge one is cut off after :data:`LINGER_BYTES` or :data:`LINGER_S`.
     """
     loop = asyncio.get_running_loop()
     deadline, dropped = loop.time() + LINGER_S, 0
     while dropped < LINGER_BYTES and (left := deadline - loop.time()) > 0:
         try:
-            message = await asyncio.wait_for(receive(), left)
+            message = await asyncio.wait_for(receive(), min(left, LINGER_IDLE_S))
         except TimeoutError:
             return
         if message["type"] != "http.request" or not message.get("more_body", False):

@@ -177,7 +177,10 @@ def _decode_pyav(
     data: bytes, container: Container, limits: AudioLimits, target_rate: int | None
 ) -> PcmAudio:
     try:
-        with av.open(io.BytesIO(data), "r", format=_PYAV_FORMATS[container]) as media:
+        # metadata_errors: tags that are not UTF-8 must not break decoding (found by fuzzing)
+        with av.open(
+            io.BytesIO(data), "r", format=_PYAV_FORMATS[container], metadata_errors="replace"
+        ) as media:
             stream = _audio_stream(media, container)
             rate = stream.codec_context.sample_rate
             _check_stream(rate, stream.codec_context.channels, limits)
@@ -208,6 +211,10 @@ def _audio_stream(media: av.container.InputContainer, container: Container) -> a
             f"unsupported audio format: the {container.value} file has no audio", hint=FORMAT_HINT
         )
     stream = media.streams.audio[0]
+    if stream.codec_context is None:  # a codec FFmpeg does not know (found by fuzzing)
+        raise UnsupportedAudioFormat(
+            f"unsupported audio codec in {container.value}", hint=FORMAT_HINT
+        )
     if stream.codec_context.name not in _PYAV_CODECS:
         raise UnsupportedAudioFormat(
             f"unsupported audio codec '{stream.codec_context.name}' in {container.value}",

@@ -43,6 +43,7 @@ def serve(
     import uvicorn
 
     from avatar.api.app import create_app
+    from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
 
     s = settings()
     s.server.host = host or s.server.host
@@ -56,5 +57,10 @@ def serve(
     app = create_app(s, hub)
     err_console.print(f"AVATAR listening on http://{s.server.host}:{s.server.port}")
     uvicorn.run(
-        app, host=s.server.host, port=s.server.port, log_level=s.log_level, ws_max_size=1 << 20
+        app,
+        host=s.server.host,
+        port=s.server.port,
+        log_level=s.log_level,
+        ws_max_size=1 << 20,
+        http=HeaderDeadlineH11Protocol,  # cuts off slowloris headers
     )
