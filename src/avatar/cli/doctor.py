@@ -133,8 +133,9 @@ def doctor() -> None:
     table = Table("check", "status", "detail", "fix")
     colour = {"ok": "green", "warn": "yellow", "fail": "red"}
     for c in checks:
-        table.add_row(escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.detail),
-                      escape(c.fix))
+        table.add_row(
+            escape(c.name), f"[{colour[c.status]}]{c.status}[/]", escape(c.detail), escape(c.fix)
+        )
     console.print(table)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
