@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 
+import httpx
 import pytest
 import websockets
 
@@ -151,3 +152,16 @@ async def test_unknown_voice_profile_is_refused_and_config_unchanged(live_server
         config = await client.until(lambda e: e["type"] == "config")
     assert error["code"] == "not_found"
     assert config["voice_profile_id"] is None and config["language"] == "en"
+
+
+async def test_metrics_expose_stage_histograms(live_server, api) -> None:
+    async with connect(live_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await client.send_json({"type": "text", "text": "Say yes."})
+        await client.until(lambda e: e["type"] == "turn_end")
+    text = (await api.get("/metrics")).text
+    assert 'avatar_turn_stage_seconds_count{stage="llm_first_token"}' in text
+    assert "avatar_turn_voice_to_voice_seconds_bucket" in text
+    async with httpx.AsyncClient(base_url=live_server.url) as anonymous:
+        assert (await anonymous.get("/metrics")).status_code == 401

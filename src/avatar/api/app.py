@@ -17,7 +17,15 @@ from avatar.api.errors import install_error_handlers
 from avatar.api.limits_middleware import BodyLimitMiddleware
 from avatar.api.openapi import install_openapi
 from avatar.api.ratelimit import RateLimits
-from avatar.api.routes import conversations, health, openai_compat, system, voice_profiles, web
+from avatar.api.routes import (
+    conversations,
+    health,
+    metrics,
+    openai_compat,
+    system,
+    voice_profiles,
+    web,
+)
 from avatar.api.security import SecurityHeadersMiddleware
 from avatar.api.state import AppState
 from avatar.api.ws import connection as ws_connection
@@ -63,6 +71,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         )
         state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
         state.services["voices"] = ProfileVoices(state.db, state.audio)
+        state.services["metrics"] = metrics.TurnMetrics()
         admission = GpuAdmission(
             gpu_readings(),
             sessions_per_gpu=settings.gpu.sessions_per_gpu,
@@ -95,7 +104,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
     app.add_middleware(SecurityHeadersMiddleware)
     if "*" not in settings.server.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=_host_patterns(settings))
-    modules = (health, system, voice_profiles, conversations, openai_compat)
+    modules = (health, system, voice_profiles, conversations, openai_compat, metrics)
     for module in modules:
         app.include_router(module.router)
     # Flat, in declaration order: FastAPI keeps included routers opaque (see allowed_methods).

@@ -110,11 +110,13 @@ class VoiceSession:
         config: SessionConfig | None = None,
         recorder: TurnRecorder | None = None,
         voices: VoiceResolver | None = None,
+        on_turn_end: Callable[[dict[str, float | None], bool], None] | None = None,
     ) -> None:
         s = hub.settings
         self.hub, self.session_id, self._send = hub, session_id, send
         self.config = config or SessionConfig(tts_mode=s.tts.mode)
         self.recorder, self.voices = recorder, voices
+        self.on_turn_end = on_turn_end  # metrics (Prometheus histograms)
         self.vad = hub.new_vad()
         self.endpointer = Endpointer(EndpointerConfig.from_settings(s.vad))
         self.context = ConversationContext(
@@ -425,6 +427,8 @@ class VoiceSession:
                 turn.id, turn.metrics, interrupted=interrupted, text=text, tts_mode=turn.tts_mode
             )
         )
+        if self.on_turn_end is not None:
+            self.on_turn_end(turn.metrics, interrupted)
         if self.recorder is not None and turn.user_text:
             try:
                 turn.stored_index = await self.recorder.record(

@@ -96,6 +96,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         send,
         recorder=state.services.get("recorder"),
         voices=state.services.get("voices"),
+        on_turn_end=getattr(state.services.get("metrics"), "observe", None),
     )
     session.websocket = ws
     state.open_sessions[session_id] = session
