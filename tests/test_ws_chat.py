@@ -165,3 +165,33 @@ async def test_metrics_expose_stage_histograms(live_server, api) -> None:
     assert "avatar_turn_voice_to_voice_seconds_bucket" in text
     async with httpx.AsyncClient(base_url=live_server.url) as anonymous:
         assert (await anonymous.get("/metrics")).status_code == 401
+
+
+async def test_streaming_stt_sends_partial_transcripts(
+    tmp_path_factory, model_store, question_pcm: bytes
+) -> None:
+    """With Moonshine (a streaming engine) the client sees partials before the final text."""
+    from avatar.api.app import create_app
+    from avatar.testing.fakes import ScriptedChat, ToneTts
+    from conftest import LiveServer, make_settings, serve_app
+
+    settings = make_settings(
+        tmp_path_factory.mktemp("partials"), server={"preload": False}, stt={"engine": "moonshine"}
+    )
+    engines = EngineHub(settings, model_store)
+    engines.override("llm", ScriptedChat("Paris."))
+    engines.override("tts.fast", ToneTts())
+    app = create_app(settings, engines)
+    with serve_app(app, settings) as host:
+        server = LiveServer(
+            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
+        )
+        async with connect(server) as ws:
+            client = ChatClient(ws)
+            await client.until(lambda e: e["type"] == "session_started")
+            await client.stream(question_pcm, realtime=1.0)
+            final = await client.until(lambda e: e["type"] == "transcript" and e["final"])
+    partials = [e for e in client.of("transcript") if not e["final"]]
+    assert partials and client.events.index(partials[0]) < client.events.index(final)
+    assert "capital" in final["text"].lower()
+    engines.close()

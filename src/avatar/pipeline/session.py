@@ -28,7 +28,7 @@ from avatar.api.ws.protocol import (
     TextMsg,
 )
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import GenerationOptions, VoiceRef
+from avatar.engines.base import GenerationOptions, SttStream, VoiceRef
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
@@ -132,6 +132,7 @@ class VoiceSession:
         self._reply_audio: list[tuple[bytes, int]] = []
         self._detected_language: str | None = None
         self._user_audio: PcmAudio | None = None
+        self._partials: SttStream | None = None  # live partial transcription of the utterance
         self._playback_until = 0.0  # monotonic estimate of when the client finishes playing
         self._overlapped = False  # the current utterance began while a reply was audible
         self.websocket: Any = None  # set by the transport, used to close it on shutdown
@@ -188,6 +189,8 @@ class VoiceSession:
             self._audio.append(frame)
             for event in self.endpointer.process(self.vad.probability(frame), FRAME_MS):
                 await self._on_endpoint(event)
+            if self._partials is not None:
+                await self._feed_partials(frame)
             await self._check_barge_in()
             self._trim_idle_audio()
 
@@ -204,9 +207,12 @@ class VoiceSession:
             del self._audio[:-keep]
 
     async def _on_endpoint(self, event: SpeechStart | SpeechEnd | SpeechDiscarded) -> None:
+        if not isinstance(event, SpeechStart):
+            await self._close_partials()
         if isinstance(event, SpeechStart):
             self._overlapped = self._replying or time.monotonic() < self._playback_until + 1.0
             await self._send(events.speech(True))
+            await self._open_partials()
         elif isinstance(event, SpeechEnd) and self.config.hands_free:
             await self._send(events.speech(False))
             if self._audible and event.speech_ms < self.config.backchannel_ms:
@@ -219,6 +225,32 @@ class VoiceSession:
                 "user_speech_ms": round(event.speech_ms, 1),
             }
             await self._start_turn(None, audio, t0, metrics)
+
+    # --- partial transcripts (streaming STT engines only) ---------------------------------------
+
+    async def _open_partials(self) -> None:
+        """Stream the utterance into a streaming STT engine for live partial transcripts."""
+        open_stream = getattr(self.hub.stt, "open_stream", None)
+        if open_stream is None or not self.hub.stt.capabilities.streaming:
+            return
+        try:
+            self._partials = open_stream(language=self.config.language or self._detected_language)
+        except AvatarError:
+            return  # e.g. an English-only engine in another language: finals only
+        if self._audio:  # the pre-roll and the frames that confirmed the speech
+            await self._feed_partials(np.concatenate(self._audio))
+
+    async def _feed_partials(self, samples: np.ndarray) -> None:
+        assert self._partials is not None
+        text = await self._partials.feed(PcmAudio(samples, SAMPLE_RATE_IN))
+        if text and text.strip():
+            await self._send(events.transcript(text.strip(), final=False))
+
+    async def _close_partials(self) -> None:
+        stream, self._partials = self._partials, None
+        if stream is not None:
+            with contextlib.suppress(Exception):
+                await stream.aclose()
 
     async def _end_of_utterance(self) -> None:
         """Push-to-talk: the client says the user stopped talking."""
@@ -441,4 +473,5 @@ class VoiceSession:
                 )
 
     async def close(self) -> None:
+        await self._close_partials()
         await self.interrupt("closed")
