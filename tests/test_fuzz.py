@@ -32,7 +32,11 @@ def run_fuzzer(target: str, work: Path, *options: str) -> None:
             str(FUZZ / target),
             str(corpus),
             "-timeout=10",
-            "-rss_limit_mb=2048",
+            # Linux keeps ru_maxrss across fork and exec, so the child starts out "using" the
+            # pytest parent's peak (2.3 GB with the models loaded in a full run): the RSS limit
+            # must sit above that; single allocations are still capped at 2 GB.
+            "-rss_limit_mb=8192",
+            "-malloc_limit_mb=2048",
             "-max_len=65536",
             f"-artifact_prefix={work}/",
             "-print_final_stats=1",
