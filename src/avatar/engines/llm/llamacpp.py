@@ -27,6 +27,7 @@ import llama_cpp
 from avatar.engines.base import ChatMessage, GenerationOptions, LlmCapabilities
 from avatar.engines.executor import ThreadedEngine
 from avatar.errors import EngineFailed, ModelError
+from avatar.system.cuda import is_cuda_oom, oom_guard
 
 if TYPE_CHECKING:
     from avatar.models.store import ModelStore
@@ -205,6 +206,9 @@ class LlamaCppChat(ThreadedEngine):
                 if text:
                     yield text
         except (ValueError, RuntimeError) as exc:  # over n_ctx; llama_decode failures
+            if is_cuda_oom(exc):  # GPU offload ran out of VRAM: free it, answer 503
+                with oom_guard("llama.cpp"):
+                    raise
             raise _generation_error(exc) from exc
         except GeneratorExit:
             stats.cancelled = True

@@ -24,6 +24,7 @@ from avatar.audio.pcm import PcmAudio, Samples
 from avatar.engines.base import SttCapabilities, Transcript
 from avatar.engines.executor import ThreadedEngine
 from avatar.errors import EmptyAudio, EngineFailed, EngineUnavailable, ModelError
+from avatar.system.cuda import oom_guard
 
 if TYPE_CHECKING:
     from avatar.models.store import ModelStore
@@ -117,7 +118,8 @@ class FasterWhisperStt(ThreadedEngine):
         lang = primary_language(language) if language else self._language
         if audio.duration_s < MIN_AUDIO_S:
             return Transcript("", lang, audio.duration_s, no_speech_probability=1.0)
-        return await self.run(self._transcribe_sync, audio, lang)
+        with oom_guard("faster-whisper"):  # CUDA OOM: memory freed, 503 with Retry-After
+            return await self.run(self._transcribe_sync, audio, lang)
 
     async def detect_language(self, audio: PcmAudio) -> tuple[str, float]:
         """The most likely language of the first 30 s of ``audio`` and its probability."""
