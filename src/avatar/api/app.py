@@ -32,6 +32,7 @@ from avatar.api.ws import connection as ws_connection
 from avatar.api.ws.connection import close_sessions
 from avatar.api.ws.shared_slots import session_slots
 from avatar.engines.hub import EngineHub
+from avatar.services.integrity import repair
 from avatar.services.recorder import StorageTurnRecorder
 from avatar.services.voices import ProfileVoices
 from avatar.settings import Settings
@@ -60,6 +61,11 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         db = Database(settings.resolved_database_url)
         await db.migrate()
+        audio = AudioStore(settings.data_dir / "audio")
+        # Sweep what a crash left (orphan files, temp files). SQLite means one server owns the
+        # folder; with Postgres other processes may be mid-write, so only old leftovers go.
+        sqlite = db.engine.dialect.name == "sqlite"
+        await repair(db, audio, grace_s=0 if sqlite else 3600)
         state = AppState(
             settings=settings,
             hub=hub or EngineHub(settings),
@@ -67,7 +73,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             limits=RateLimits(settings.redis_url),
             sessions=session_slots(settings),
             db=db,
-            audio=AudioStore(settings.data_dir / "audio"),
+            audio=audio,
         )
         state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
         state.services["voices"] = ProfileVoices(state.db, state.audio)

@@ -15,6 +15,7 @@ import typer  # noqa: E402
 from avatar import __version__  # noqa: E402
 from avatar.cli import backup as backup_cmd  # noqa: E402
 from avatar.cli import bench, config_cmd, doctor, models_cmd, oneshot, serve  # noqa: E402
+from avatar.cli import check as check_cmd  # noqa: E402
 
 app = typer.Typer(
     help="AVATAR: a private, self-hosted, real-time voice assistant.",
@@ -30,6 +31,7 @@ app.command("transcribe")(oneshot.transcribe)
 app.command("say")(oneshot.say)
 app.command("ask")(oneshot.ask)
 app.command("talk")(oneshot.talk)
+app.command("check")(check_cmd.check)
 app.command("backup")(backup_cmd.backup)
 app.command("restore")(backup_cmd.restore)
 

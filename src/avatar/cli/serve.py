@@ -44,6 +44,7 @@ def serve(
 
     from avatar.api.app import create_app
     from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
+    from avatar.api.server import AvatarServer
 
     s = settings()
     s.server.host = host or s.server.host
@@ -56,11 +57,13 @@ def serve(
         preload_with_progress(hub)
     app = create_app(s, hub)
     err_console.print(f"AVATAR listening on http://{s.server.host}:{s.server.port}")
-    uvicorn.run(
+    config = uvicorn.Config(
         app,
         host=s.server.host,
         port=s.server.port,
         log_level=s.log_level,
         ws_max_size=1 << 20,
         http=HeaderDeadlineH11Protocol,  # cuts off slowloris headers
+        timeout_graceful_shutdown=8,  # SIGTERM: out within 10 s
     )
+    AvatarServer(config, app).run()

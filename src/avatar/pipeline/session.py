@@ -306,6 +306,8 @@ class VoiceSession:
     async def interrupt(self, reason: str) -> None:
         """Stop the reply now: drop its pending audio, cancel LLM and TTS, keep what was heard."""
         task, turn = self._turn_task, self.turn
+        if turn is not None and task is not None and not task.done() and turn.complete:
+            await asyncio.shield(task)  # generated in full and being stored: let it finish
         if turn is not None and task is not None and task.done():
             late = reason in ("barge_in", "client") and not turn.interrupted
             if late and time.monotonic() < self._playback_until:
@@ -366,6 +368,7 @@ class VoiceSession:
             )
             self._user_audio = audio
             await self._reply(turn, t0)
+            turn.complete = True  # from here on the turn is stored, never cancelled
             await self._finish_turn(turn, interrupted=False)
         except asyncio.CancelledError:
             raise
@@ -451,14 +454,10 @@ class VoiceSession:
                 self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
 
     async def _finish_turn(self, turn: Turn, *, interrupted: bool, failed: bool = False) -> None:
+        """Store the turn, then tell the client: a turn_end the client saw is never lost."""
         text = turn.heard_text() if interrupted else turn.reply_text.strip()
         if not failed:
             self.context.add_assistant(text, interrupted=interrupted)
-        await self._send(
-            events.turn_end(
-                turn.id, turn.metrics, interrupted=interrupted, text=text, tts_mode=turn.tts_mode
-            )
-        )
         if self.on_turn_end is not None:
             self.on_turn_end(turn.metrics, interrupted)
         if self.recorder is not None and turn.user_text:
@@ -471,6 +470,11 @@ class VoiceSession:
                 await self._send(
                     events.error("storage_failed", "the turn could not be stored", turn_id=turn.id)
                 )
+        await self._send(
+            events.turn_end(
+                turn.id, turn.metrics, interrupted=interrupted, text=text, tts_mode=turn.tts_mode
+            )
+        )
 
     async def close(self) -> None:
         await self._close_partials()

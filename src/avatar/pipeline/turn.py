@@ -37,6 +37,7 @@ class Turn:
     first_audio_at: float | None = None  # monotonic time the first audio was sent
     stored_index: int | None = None  # the turn's index in storage, once recorded
     interrupted: bool = False
+    complete: bool = False  # fully generated and sent; only storing remains
     tts_mode: str | None = None
     metrics: dict[str, float | None] = field(default_factory=dict)
 

@@ -66,7 +66,10 @@ class StorageTurnRecorder:
                 repo = Conversations(session)
                 await repo.get_or_create_session(session_id, language=turn.language)
                 stored = await repo.add_turn(session_id, row)
-        except BaseException:
+        except Exception:
+            # Only on a real failure: a cancellation (barge-in, shutdown) can arrive while the
+            # driver's thread still commits the row, which then names these files. An orphan
+            # left by a cancelled write that did not commit is removed by `avatar check --repair`.
             for rel in (user_rel, reply_rel):
                 if rel:
                     self.audio.delete(rel)

@@ -97,7 +97,7 @@ class VoiceProfileService:
         try:
             async with self.db.write() as session:
                 return await VoiceProfiles(session).create(profile)
-        except BaseException:
+        except Exception:  # not on cancellation: the row may still commit and name the file
             await asyncio.to_thread(self.audio.delete, rel)
             raise
 
