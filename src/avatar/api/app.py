@@ -32,7 +32,7 @@ from avatar.api.ws import connection as ws_connection
 from avatar.api.ws.connection import close_sessions
 from avatar.api.ws.shared_slots import session_slots
 from avatar.engines.hub import EngineHub
-from avatar.services.integrity import repair
+from avatar.services.integrity import DEFAULT_GRACE_S, sweep
 from avatar.services.recorder import StorageTurnRecorder
 from avatar.services.voices import ProfileVoices
 from avatar.settings import Settings
@@ -64,8 +64,10 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         audio = AudioStore(settings.data_dir / "audio")
         # Sweep what a crash left (orphan files, temp files). SQLite means one server owns the
         # folder; with Postgres other processes may be mid-write, so only old leftovers go.
-        sqlite = db.engine.dialect.name == "sqlite"
-        await repair(db, audio, grace_s=0 if sqlite else 3600)
+        try:
+            await sweep(db, audio, grace_s=0 if db.is_sqlite else DEFAULT_GRACE_S)
+        except Exception:  # a failed sweep must not keep the server from starting
+            log.exception("start-up sweep of leftover files failed")
         state = AppState(
             settings=settings,
             hub=hub or EngineHub(settings),
