@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 
@@ -30,6 +29,7 @@ from avatar.engines.llm.sse import (
     parse_chunk,
     stream_broken,
 )
+from avatar.engines.remote import api_base
 from avatar.errors import EngineFailed, EngineTimeout, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -38,12 +38,6 @@ if TYPE_CHECKING:
 
 # After finish_reason only [DONE] or a usage chunk can follow; never hold the turn open for them.
 _TAIL_WAIT_S = 1.0
-
-
-def api_base(base_url: str) -> str:
-    """``http://host:8000`` and ``http://host:8000/v1`` both mean ``http://host:8000/v1``."""
-    url = base_url.rstrip("/")
-    return url + "/v1" if urlsplit(url).path in ("", "/") else url
 
 
 class OpenAIChat:

@@ -14,7 +14,6 @@ import asyncio
 import io
 import json
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -23,6 +22,7 @@ import soxr
 
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import SttCapabilities, Transcript
+from avatar.engines.remote import api_base
 from avatar.errors import EngineFailed, EngineTimeout, EngineUnavailable
 
 if TYPE_CHECKING:
@@ -64,12 +64,6 @@ def language_code(language: str) -> str:
     if tag in _CODES:
         return _CODES[tag]
     return tag.replace("_", "-").split("-")[0]
-
-
-def api_base(base_url: str) -> str:
-    """``http://host:8000`` and ``http://host:8000/v1`` both mean ``http://host:8000/v1``."""
-    url = base_url.rstrip("/")
-    return url + "/v1" if urlsplit(url).path in ("", "/") else url
 
 
 class OpenAISpeechToText:

@@ -18,7 +18,6 @@ import io
 import json
 from collections.abc import AsyncIterator
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import httpx
 import numpy as np
@@ -27,6 +26,7 @@ import soxr
 
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import TtsCapabilities, VoiceRef
+from avatar.engines.remote import api_base
 from avatar.engines.tts.language import require_text
 from avatar.errors import EngineFailed, EngineTimeout, EngineUnavailable
 from avatar.models.store import ModelStore
@@ -34,12 +34,6 @@ from avatar.settings import TtsSlotSettings
 
 DEFAULT_SAMPLE_RATE = 24_000  # OpenAI's tts-1 rate; also how 'pcm' responses are read
 ResponseFormat = Literal["wav", "pcm"]
-
-
-def api_base(base_url: str) -> str:
-    """``http://host:8000`` and ``http://host:8000/v1`` both mean ``http://host:8000/v1``."""
-    url = base_url.rstrip("/")
-    return url + "/v1" if urlsplit(url).path in ("", "/") else url
 
 
 class OpenAITextToSpeech:
