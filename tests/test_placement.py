@@ -15,12 +15,16 @@ import weakref
 from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import httpx
 import pytest
+import websockets
 from fastapi import FastAPI
 
+from avatar.api.app import create_app
 from avatar.api.errors import install_error_handlers
+from avatar.engines.hub import EngineHub
 from avatar.errors import EngineFailed
 from avatar.settings import Settings
 from avatar.system.admission import GpuAdmission, GpuBusy, hq_allowed
@@ -43,6 +47,8 @@ from avatar.system.placement import (
     visible_gpus,
     whisper_need,
 )
+from conftest import TEST_TOKEN, LiveServer, make_settings, serve_app
+from wsclient import connect
 
 ROOT = Path(__file__).resolve().parents[1]
 NVML = Path(__file__).parent / "data" / "nvml"
@@ -99,6 +105,18 @@ def test_a_nearly_full_card_gets_nothing_and_large_engines_use_the_second_card()
     big = [need(f"llm{i}", "llama-cpp", 30_000.0) for i in range(3)]
     spread = plan_placement(big, readings("two_h100.json"))
     assert [p.gpu_index for p in spread.placements] == [0, 1, 0]
+
+
+def test_with_card_0_full_the_engines_move_to_card_1_and_cosyvoice_to_the_cpu() -> None:
+    """Readings taken on two H100s while another process held card 0 (scripts/gpu_multi_check.py):
+    every engine that may use any card goes to card 1; CosyVoice2 may use only card 0, so it
+    falls back to the CPU and says why."""
+    plan = plan_placement(gpu_config(), readings("two_h100_card0_full.json"))
+    devices = {p.slot: p.device for p in plan.placements}
+    assert devices == {"stt": "cuda:1", "llm": "cuda:1", "tts.fast": "cuda:1", "tts.hq": "cpu"}
+    hq = next(p for p in plan.placements if p.slot == "tts.hq")
+    assert "GPU 0" in hq.reason and "510 MB free" in hq.reason and "first visible GPU" in hq.reason
+    assert plan.gpus[0].booked_mb == 0
 
 
 def test_falls_back_to_cpu_when_nothing_fits() -> None:
@@ -239,6 +257,27 @@ def test_ties_go_to_the_card_with_more_free_memory_and_full_cards_take_none() ->
     assert cpu.admit("x").gpu_index is None
 
 
+def test_admission_rereads_the_cards_when_its_readings_are_stale() -> None:
+    """A card that filled up since the last reading (another process, a big engine) takes no
+    new session, and seats return to it once it has room again."""
+    idle, full = readings("two_h100.json"), readings("two_gpus_one_full.json")
+    now = [0.0]
+    current = [idle]
+    seats = GpuAdmission(
+        idle, min_free_mb=8192, reread=lambda: current[0], max_age_s=2.0, clock=lambda: now[0]
+    )
+    assert seats.admit("a").gpu_index == 0
+    current[0] = full  # card 1 fills; the readings are still fresh, so admit does not see it
+    now[0] = 1.0
+    assert seats.admit("b").gpu_index == 1
+    now[0] = 3.0  # stale: admit re-reads and finds card 1 full
+    assert [seats.admit(s).gpu_index for s in ("c", "d")] == [0, 0]
+    assert seats.status()["cards"][1]["free_mb"] == full[1].free_mb
+    current[0] = idle
+    now[0] = 6.0
+    assert seats.admit("e").gpu_index == 1
+
+
 def test_hq_tts_falls_back_to_fast_under_load() -> None:
     seats = GpuAdmission(readings("two_h100.json"), sessions_per_gpu=4, hq_max_load=0.75)
     for i in range(4):
@@ -376,3 +415,32 @@ def test_gpu_check_degrades_clearly_without_torch_or_gpu() -> None:
     assert "torch is not installed" in report["workload"]["skipped"]
     assert report["oom"] == {"skipped": "needs a CUDA GPU"}
     assert {p["device"] for p in report["placement"]["plan"]["placements"]} == {"cpu"}
+
+
+# --- voice sessions over /ws/chat on two (recorded) cards -----------------------------------
+
+
+async def test_voice_sessions_take_the_emptier_card_and_get_gpu_busy_when_all_are_full(
+    tmp_path: Path, model_store: Any
+) -> None:
+    settings = make_settings(tmp_path, server={"preload": False}, max_sessions_per_client=8)
+    hub = EngineHub(settings, model_store)
+    app = create_app(settings, hub)
+    with serve_app(app, settings) as host:
+        server = LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, app)
+        seats = GpuAdmission(readings("two_h100.json"), sessions_per_gpu=1)
+        app.state.avatar.services["gpu_admission"] = seats  # type: ignore[attr-defined]
+        async with connect(server) as a, connect(server) as b:
+            first, second = json.loads(await a.recv()), json.loads(await b.recv())
+            assert [first["gpu"]["index"], second["gpu"]["index"]] == [0, 1]
+            assert "fewest sessions (0/1)" in second["gpu"]["reason"]
+            async with connect(server) as c:
+                refusal = json.loads(await c.recv())
+                assert refusal["type"] == "error" and refusal["code"] == "gpu_busy"
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await c.recv()
+                assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+            assert seats.status()["sessions"] == 2  # the refused one holds no seat
+        async with connect(server) as d:  # a and b left: their seats are free again
+            assert json.loads(await d.recv())["gpu"]["index"] == 0
+    hub.close()

@@ -84,6 +84,7 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             gpu_readings(),
             sessions_per_gpu=settings.gpu.sessions_per_gpu,
             hq_max_load=settings.gpu.hq_max_load,
+            reread=gpu_readings,
         )
         state.services["gpu_admission"] = admission
         engines = state.hub

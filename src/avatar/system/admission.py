@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 from avatar.errors import AvatarError
@@ -23,6 +25,7 @@ from avatar.system.gpus import GpuReading
 DEFAULT_SESSIONS_PER_GPU = 8
 DEFAULT_HQ_MAX_LOAD = 0.75
 DEFAULT_MIN_FREE_MB = 1024.0  # a card with less free memory takes no new session
+DEFAULT_READINGS_MAX_AGE_S = 2.0  # admit() re-reads NVML when its readings are older than this
 HQ_MIN_FREE_MB = 2048.0  # hq TTS (CosyVoice2) needs room for its activations
 
 
@@ -123,13 +126,22 @@ class GpuAdmission:
         sessions_per_gpu: int = DEFAULT_SESSIONS_PER_GPU,
         hq_max_load: float = DEFAULT_HQ_MAX_LOAD,
         min_free_mb: float = DEFAULT_MIN_FREE_MB,
+        reread: Callable[[], list[GpuReading]] | None = None,
+        max_age_s: float = DEFAULT_READINGS_MAX_AGE_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``reread`` (e.g. :func:`avatar.system.gpus.gpu_readings`) lets :meth:`admit` see
+        memory that engines, sessions or other processes took since the last reading."""
         if sessions_per_gpu < 1:
             raise ValueError("sessions_per_gpu must be at least 1")
         self.sessions_per_gpu = sessions_per_gpu
         self.hq_max_load = hq_max_load
         self.min_free_mb = min_free_mb
+        self._reread = reread
+        self._max_age_s = max_age_s
+        self._clock = clock
         self._readings = {r.index: r for r in readings}
+        self._read_at = clock()
         self._seats: dict[str, int | None] = {}
         self._lock = threading.Lock()
 
@@ -137,12 +149,18 @@ class GpuAdmission:
         """Fresh NVML readings (free memory changes as engines load and sessions run)."""
         with self._lock:
             self._readings = {r.index: r for r in readings}
+            self._read_at = self._clock()
+
+    def _refresh_if_stale(self) -> None:
+        if self._reread is not None and self._clock() - self._read_at >= self._max_age_s:
+            self.update_readings(self._reread())
 
     def _count(self, index: int) -> int:
         return sum(1 for seat in self._seats.values() if seat == index)
 
     def admit(self, session_id: str) -> Seat:
         """Seat a new session on the emptier card; raises :class:`GpuBusy` when all are full."""
+        self._refresh_if_stale()
         with self._lock:
             if session_id in self._seats:
                 return Seat(session_id, self._seats[session_id], "already seated")

@@ -68,8 +68,19 @@ async def close_sessions(state: AppState) -> None:
 async def _serve(ws: WebSocket, state: AppState) -> None:
     requested = ws.query_params.get("session_id", "")
     session_id = requested if _SESSION_ID.match(requested) else uuid.uuid4().hex
-    outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX)
     deadline = state.settings.send_deadline_s
+    admission = state.services.get("gpu_admission")
+    seat = None
+    if admission is not None:
+        try:
+            seat = admission.admit(session_id)  # the emptier GPU; refused when all are full
+        except AvatarError as exc:  # the error event first, then the close code
+            with contextlib.suppress(Exception):
+                refusal = json.dumps(events.error(exc.code, str(exc)))
+                await asyncio.wait_for(ws.send_text(refusal), deadline)
+            await ws.close(code=1013, reason="every GPU is full")
+            return
+    outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX)
     sender = asyncio.create_task(_drain(ws, outbox, deadline))
 
     async def send(event: dict[str, Any]) -> None:
@@ -81,15 +92,6 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
             sender.cancel()
             raise ClientGone("the client stopped reading") from None
 
-    admission = state.services.get("gpu_admission")
-    if admission is not None:
-        try:
-            admission.admit(session_id)  # the emptier GPU; refused when every card is full
-        except AvatarError as exc:
-            await send(events.error(exc.code, str(exc)))
-            await ws.close(code=1013, reason="every GPU is full")
-            sender.cancel()
-            return
     session = VoiceSession(
         state.hub,
         session_id,
@@ -101,7 +103,10 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
     session.websocket = ws
     state.open_sessions[session_id] = session
     try:
-        await send(events.session_started(session_id, session.public_config()))
+        gpu = None
+        if seat is not None and seat.gpu_index is not None:
+            gpu = {"index": seat.gpu_index, "reason": seat.reason}
+        await send(events.session_started(session_id, session.public_config(), gpu))
         receiver = asyncio.create_task(
             _receive_loop(ws, session, send, state.settings.session_idle_timeout_s)
         )

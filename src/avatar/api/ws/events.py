@@ -6,13 +6,18 @@ import base64
 from typing import Any
 
 
-def session_started(session_id: str, config: dict[str, Any]) -> dict[str, Any]:
-    return {
+def session_started(
+    session_id: str, config: dict[str, Any], gpu: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    event = {
         "type": "session_started",
         "session_id": session_id,
         "input_sample_rate": 16_000,
         "config": config,
     }
+    if gpu is not None:  # only on a machine with GPUs: the card the session was seated on
+        event["gpu"] = gpu
+    return event
 
 
 def speech(started: bool) -> dict[str, Any]:
