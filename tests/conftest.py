@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `avatar` sets it (see cli/main.py)
+import asyncio
+import functools
 import socket
 import threading
 import time
@@ -18,7 +20,9 @@ import pytest
 import uvicorn
 
 from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
+from avatar.audio.pcm import PcmAudio
 from avatar.engines.hub import EngineHub
+from avatar.engines.tts.piper import PiperTts
 from avatar.models.store import ModelStore
 from avatar.settings import Settings, default_cache_dir, load_settings
 
@@ -60,6 +64,25 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return load_settings(
         data_dir=data_dir, api_token=TEST_TOKEN, models={"cache_dir": MODEL_CACHE}, **overrides
     )
+
+
+@pytest.fixture(scope="session")
+def speaker(model_store: ModelStore) -> Iterator[PiperTts]:
+    """Piper without its random noise: the same text gives the same samples on every run, so
+    spoken test inputs transcribe the same way every time (see :func:`say_en`)."""
+    voice = PiperTts(model_store.path("piper-joe"), deterministic=True)
+    yield voice
+    voice.shutdown()
+
+
+def say_en(speaker: PiperTts, text: str) -> PcmAudio:
+    """English test speech, identical on every run (a sync helper for fixtures)."""
+
+    async def collect() -> PcmAudio:
+        parts = [c async for c in speaker.synthesize_stream(text, language="en")]
+        return functools.reduce(PcmAudio.concat, parts)
+
+    return asyncio.run(collect())
 
 
 @pytest.fixture(scope="session")

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
 
 import pytest
 
 from avatar.api.app import create_app
 from avatar.engines.hub import EngineHub
-from avatar.services import speech
+from avatar.engines.tts.piper import PiperTts
 from avatar.storage import Conversations
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
-from conftest import LiveServer, make_settings, serve_app
+from conftest import LiveServer, make_settings, say_en, serve_app
 from wsclient import ChatClient, connect, silence, to_pcm16k
 
 REPLY = (
@@ -23,8 +22,8 @@ REPLY = (
 
 
 @pytest.fixture(scope="module")
-def speech_pcm(hub: EngineHub) -> bytes:
-    audio = asyncio.run(speech.say(hub, "Wait, stop, I have a different question.", language="en"))
+def speech_pcm(speaker: PiperTts) -> bytes:
+    audio = say_en(speaker, "Wait, stop, I have a different question.")
     return to_pcm16k(audio)
 
 

@@ -17,18 +17,19 @@ from openai import AsyncOpenAI
 from avatar.audio.decode import decode_audio
 from avatar.audio.encode import encode_wav
 from avatar.engines.hub import EngineHub
+from avatar.engines.tts.piper import PiperTts
 from avatar.services import speech
 from avatar.storage import AudioStore, Database, NewVoiceProfile, VoiceProfiles
 from avatar.testing.fakes import ScriptedChat
-from conftest import TEST_TOKEN, LiveServer, make_settings, serve_app
+from conftest import TEST_TOKEN, LiveServer, make_settings, say_en, serve_app
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 QUESTION = "What is the capital of France?"
 
 
 @pytest.fixture(scope="module")
-def sentence_wav(hub: EngineHub) -> bytes:
-    return encode_wav(asyncio.run(speech.say(hub, SENTENCE, language="en")))
+def sentence_wav(speaker: PiperTts) -> bytes:
+    return encode_wav(say_en(speaker, SENTENCE))
 
 
 @pytest.fixture

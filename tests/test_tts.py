@@ -34,6 +34,7 @@ from avatar.engines.tts.piper import PiperTts
 from avatar.errors import EngineFailed, EngineTimeout, EngineUnavailable
 from avatar.models.store import ModelStore
 from avatar.settings import TtsSettings, TtsSlotSettings
+from conftest import say_en
 
 pytestmark = pytest.mark.slow
 FOX = "The quick brown fox jumps over the lazy dog."
@@ -117,6 +118,13 @@ async def test_closing_the_stream_early_stops_synthesis(piper: PiperTts) -> None
     await piper.run(lambda: None)  # the worker thread is free again: it stopped
     assert first.duration_s > 0.5
     assert piper.sentences_synthesized - before < 10
+
+
+def test_deterministic_piper_says_the_same_text_with_the_same_samples(speaker: PiperTts) -> None:
+    first = say_en(speaker, "What is the capital of France?")
+    second = say_en(speaker, "What is the capital of France?")
+    assert first.duration_s > 1.0
+    assert np.array_equal(first.samples, second.samples)
 
 
 async def test_piper_rejects_other_languages(piper: PiperTts) -> None:

@@ -11,13 +11,14 @@ import pytest
 import websockets
 
 from avatar.engines.hub import EngineHub
-from avatar.services import speech
+from avatar.engines.tts.piper import PiperTts
+from conftest import say_en
 from wsclient import ChatClient, connect, noise, silence, to_pcm16k
 
 
 @pytest.fixture(scope="module")
-def question_pcm(hub: EngineHub) -> bytes:
-    audio = asyncio.run(speech.say(hub, "What is the capital of France?", language="en"))
+def question_pcm(speaker: PiperTts) -> bytes:
+    audio = say_en(speaker, "What is the capital of France?")
     return silence(0.5) + to_pcm16k(audio) + silence(1.5)
 
 

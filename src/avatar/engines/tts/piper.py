@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 from piper import PiperVoice
+from piper.config import SynthesisConfig
 
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import TtsCapabilities, VoiceRef
@@ -43,10 +44,18 @@ class PiperTts(ThreadedEngine):
 
     name = "piper"
 
-    def __init__(self, model_path: Path, *, use_cuda: bool = False) -> None:
+    def __init__(
+        self, model_path: Path, *, use_cuda: bool = False, deterministic: bool = False
+    ) -> None:
         super().__init__()
         self.model_path = model_path
         self.use_cuda = use_cuda
+        # Piper draws random noise for pitch and phoneme timing, so each run of the same text
+        # sounds (and transcribes) slightly differently. Without the noise the same text always
+        # gives the same samples: what tests and benchmarks need from their spoken inputs.
+        self._syn_config = (
+            SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0) if deterministic else None
+        )
         config = read_voice_config(model_path)
         self.voice_name = str(config.get("dataset") or model_path.stem)
         lang = str(config.get("language", {}).get("family") or "en")
@@ -103,7 +112,7 @@ class PiperTts(ThreadedEngine):
         rate = self.capabilities.sample_rate
         produced = False
         # piper phonemizes all sentences first, then runs the model once per next() call.
-        for chunk in self._voice.synthesize(text):
+        for chunk in self._voice.synthesize(text, self._syn_config):
             if cancel.is_set():
                 return
             self.sentences_synthesized += 1
