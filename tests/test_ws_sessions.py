@@ -1,19 +1,42 @@
-"""Sessions under load: admission limits, idle close, and clients that stop reading."""
+"""Sessions under load and under faults: admission limits, idle close, clients that stop reading,
+and LLM backends that fail in every way the fake OpenAI server scripts (retries, /health)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from typing import Any
 
+import httpx
 import pytest
 import websockets
 
 from avatar.api.app import create_app
 from avatar.engines.hub import EngineHub
+from avatar.errors import EngineUnavailable
+from avatar.testing.fake_openai import (
+    DEFAULT_MODEL,
+    DEFAULT_TOKENS,
+    FakeMode,
+    closed_port,
+    request_count,
+    running_fake_openai,
+    set_fake_mode,
+)
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
 from conftest import LiveServer, make_settings, serve_app
 from wsclient import ChatClient, connect
+
+
+class FailingTts(ToneTts):
+    """A TTS whose server is down."""
+
+    async def synthesize_stream(self, text: str, **_: Any) -> AsyncIterator[Any]:
+        raise EngineUnavailable("cannot reach the TTS server (scripted)")
+        yield  # an async generator, like the real engines
+
 
 LONG_REPLY = " ".join(["This sentence is spoken slowly for a long time."] * 120)
 
@@ -95,35 +118,102 @@ async def test_a_client_that_stops_reading_is_dropped_without_slowing_others(
     assert "stopped reading" in caplog.text
 
 
-@pytest.mark.parametrize(
-    ("mode", "code"),
-    [
-        ("http_500", "engine_server_error"),
-        ("http_401", "engine_auth"),
-        ("hang_before_first_token", "engine_timeout"),
-        ("drop_after_k", "engine_stream_broken"),
-    ],
-)
-async def test_llm_backend_faults_reach_the_client_typed_and_the_next_turn_works(
-    tmp_path_factory: pytest.TempPathFactory, model_store, mode: str, code: str
+# --- engine faults: a fake OpenAI-compatible LLM backend (avatar.testing.fake_openai) ----------
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One way the LLM backend fails, what the client must be told, and how often it is asked."""
+
+    mode: FakeMode
+    code: str  # of the typed ``error`` event the turn ends with
+    requests: int  # the backend gets for the turn: 2 = one retry, 1 = none
+    script: dict[str, Any] = field(default_factory=dict)
+    output_first: bool = False  # tokens reach the user before the failure (so: no retry)
+
+    @property
+    def name(self) -> str:
+        extra = "-".join(f"{k}={v}" for k, v in self.script.items())
+        return f"{self.mode.value}-{extra}" if extra else self.mode.value
+
+
+FAULTS = [
+    # permanent: asking again cannot help, so it is asked once
+    Fault(FakeMode.HTTP_401, "engine_auth", 1),
+    Fault(FakeMode.HTTP_400, "engine_bad_request", 1),
+    Fault(FakeMode.MALFORMED_STREAM, "engine_bad_response", 1, output_first=True),
+    # transient, nothing reached the user yet: one retry
+    Fault(FakeMode.HTTP_500, "engine_server_error", 2),
+    Fault(FakeMode.HTTP_429, "engine_rate_limited", 2),
+    Fault(FakeMode.OOM, "engine_overloaded", 2),
+    Fault(FakeMode.DROP_AFTER_K, "engine_stream_broken", 2, {"drop_after": 0}),
+    Fault(
+        FakeMode.DROP_AFTER_K, "engine_stream_broken", 2, {"drop_after": 0, "drop_abruptly": True}
+    ),
+    # transient, but a retry would double the wait the turn already spent on a deadline
+    Fault(FakeMode.REFUSED, "engine_unavailable", 1),
+    Fault(FakeMode.HANG_BEFORE_FIRST_TOKEN, "engine_timeout", 1),
+    # output already reached the user: never asked again (the reply would start over)
+    Fault(FakeMode.DROP_AFTER_K, "engine_stream_broken", 1, {"drop_after": 3}, output_first=True),
+    Fault(FakeMode.OOM_MIDSTREAM, "engine_overloaded", 1, output_first=True),
+    Fault(FakeMode.TRICKLE, "engine_timeout", 1, output_first=True),
+]
+
+
+class CountingChat:
+    """Passes every call to ``engine`` and counts the replies asked for (a refused connection
+    never reaches the fake, so its count is taken here)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.calls = engine, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.engine, name)
+
+    def stream_chat(self, messages: Any, options: Any) -> Any:
+        self.calls += 1
+        return self.engine.stream_chat(messages, options)
+
+
+async def health_of(server: LiveServer) -> dict[str, Any]:
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=10) as http:
+        response = await http.get("/health")
+    response.raise_for_status()
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def ask(client: ChatClient, text: str) -> dict[str, Any]:
+    """Send a typed turn; its turn_end (which follows its error event, if any)."""
+    await client.send_json({"type": "text", "text": text})
+    try:
+        return await client.until(lambda e: e["type"] == "turn_end", limit_s=20)
+    except TimeoutError:
+        pytest.fail(f"no turn_end within 20 s; events: {[e['type'] for e in client.events]}")
+
+
+@pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
+async def test_llm_backend_faults_are_typed_retried_at_most_once_and_shown_in_health(
+    tmp_path_factory: pytest.TempPathFactory, model_store, fault: Fault
 ) -> None:
     from avatar.engines.llm.openai_remote import OpenAIChat
-    from avatar.testing.fake_openai import FakeMode, running_fake_openai, set_fake_mode
 
     settings = make_settings(tmp_path_factory.mktemp("faults"), server={"preload": False})
     hub = EngineHub(settings, model_store)
     hub.override("tts.fast", ToneTts(ms_per_word=50))
-    with running_fake_openai(FakeMode(mode), drop_after=0) as base_url:
-        hub.override(
-            "llm",
+    port = closed_port()
+    with contextlib.ExitStack() as backend:
+        base_url = backend.enter_context(running_fake_openai(fault.mode, port=port, **fault.script))
+        chat = CountingChat(
             OpenAIChat(
                 base_url=base_url,
-                model="fake-model",
+                model=DEFAULT_MODEL,
                 connect_timeout_s=1,
                 first_token_timeout_s=1.5,
-                read_timeout_s=1,
-            ),
+                read_timeout_s=0.5,
+            )
         )
+        hub.override("llm", chat)
         app = create_app(settings, hub)
         with serve_app(app, settings) as host:
             server = LiveServer(
@@ -133,16 +223,66 @@ async def test_llm_backend_faults_reach_the_client_typed_and_the_next_turn_works
                 settings,
                 app,
             )
+            assert (await health_of(server))["status"] == "ok"
             async with connect(server) as ws:
                 client = ChatClient(ws)
                 await client.until(lambda e: e["type"] == "session_started")
-                await client.send_json({"type": "text", "text": "Hello?"})
-                error = await client.until(lambda e: e["type"] == "error", limit_s=20)
-                assert error["code"] == code and error["turn_id"]
-                set_fake_mode(base_url, FakeMode.OK)
-                await client.send_json({"type": "text", "text": "Hello again?"})
-                end = await client.until(
-                    lambda e: e["type"] == "turn_end" and e["turn_id"] != error["turn_id"]
-                )
-                assert end["text"] and not end["interrupted"]
+                end = await ask(client, "Hello?")
+
+                # a typed error event ends the turn; the session goes on
+                errors = client.of("error")
+                assert [e["code"] for e in errors] == [fault.code]
+                assert errors[0]["turn_id"] == end["turn_id"]
+                tokens = [e for e in client.of("llm_token") if e["turn_id"] == end["turn_id"]]
+                assert bool(tokens) == fault.output_first
+                # permanent errors are sent once, transient ones at most twice, and never again
+                # once output reached the user
+                assert chat.calls == fault.requests
+                if fault.mode is not FakeMode.REFUSED:
+                    assert await asyncio.to_thread(request_count, base_url) == fault.requests
+
+                health = await health_of(server)
+                assert health["status"] == "degraded"
+                failing = health["models"]["llm"]["failing"]
+                assert failing["code"] == fault.code and failing["failures"] == fault.requests
+                assert any(p.startswith("engine llm failing") for p in health["problems"])
+                assert health["models"]["tts.fast"]["failing"] is None
+
+                # the backend recovers: the next turn works, asked once, and health is ok again
+                if fault.mode is FakeMode.REFUSED:
+                    backend.enter_context(running_fake_openai(FakeMode.OK, port=port))
+                else:
+                    await asyncio.to_thread(set_fake_mode, base_url, FakeMode.OK)
+                calls = chat.calls
+                again = await ask(client, "Hello again?")
+                assert again["text"] == "".join(DEFAULT_TOKENS) and not again["interrupted"]
+                assert [e["code"] for e in client.of("error")] == [fault.code]
+                assert chat.calls == calls + 1
+            health = await health_of(server)
+            assert health["status"] == "ok", health["problems"]
+            assert health["models"]["llm"]["failing"] is None
+    hub.close()
+
+
+async def test_health_counts_failures_in_a_row_and_names_the_slot(
+    tmp_path_factory: pytest.TempPathFactory, model_store
+) -> None:
+    settings = make_settings(tmp_path_factory.mktemp("health"), server={"preload": False})
+    hub = EngineHub(settings, model_store)
+    hub.override("llm", ScriptedChat("Fine words here.", interval_s=0.0))
+    hub.override("tts.fast", FailingTts())
+    app = create_app(settings, hub)
+    with serve_app(app, settings) as host:
+        server = LiveServer(
+            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
+        )
+        async with connect(server) as ws:
+            client = ChatClient(ws)
+            await client.until(lambda e: e["type"] == "session_started")
+            for n in (1, 2):
+                await ask(client, f"Question {n}?")
+                health = await health_of(server)
+                assert health["status"] == "degraded"
+                assert health["models"]["tts.fast"]["failing"]["failures"] == n
+                assert health["models"]["llm"]["failing"] is None
     hub.close()

@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from avatar.engines.base import ChatModel, SpeakerEncoder, SpeechToText, VoiceActivityDetector
+from avatar.engines.health import EngineHealth
 from avatar.engines.registry import EngineKind, create_engine
 from avatar.engines.tts.modes import TtsModes
 from avatar.errors import AvatarError
@@ -55,6 +56,7 @@ class EngineHub:
         )
         self._engines: dict[str, Any] = {}
         self._lock = threading.Lock()
+        self.health = EngineHealth()  # which slots' calls are failing now (see /health)
         hq = settings.tts.hq
         self.states: dict[str, SlotState] = {
             "stt": SlotState("stt", settings.stt.engine, settings.stt.model, settings.stt.device),

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from avatar.engines.base import ChatMessage, ChatModel, GenerationOptions, TextToSpeech, VoiceRef
+from avatar.engines.health import EngineHealth
 from avatar.errors import EngineFailed
 from avatar.pipeline.chunker import TextChunker
 from avatar.pipeline.turn import SpokenChunk, Turn
@@ -34,6 +35,11 @@ class ReplyPlan:
     voice: VoiceRef | None
     t0: float  # monotonic time voice-to-voice is measured from (end of user speech)
     sequential: bool = False  # the original design: whole reply, then whole audio, then send
+    health: EngineHealth = field(default_factory=EngineHealth)  # told what failed, what worked
+
+    @property
+    def tts_slot(self) -> str:
+        return f"tts.{self.tts_mode}"
 
 
 def _ms_since(t0: float) -> float:
@@ -58,13 +64,16 @@ async def _generate(
     attempts = 0
     while True:
         try:
-            async for delta in plan.llm.stream_chat(plan.messages, plan.options):
-                if "llm_first_token_ms" not in turn.metrics:
-                    turn.metrics["llm_first_token_ms"] = _ms_since(plan.t0)
-                turn.reply_text += delta
-                await emit_token({"type": "llm_token", "token": delta, "turn_id": turn.id})
-                for piece in chunker.push(delta):
-                    await _release(turn, plan, out, piece)
+            with plan.health.watch("llm"):
+                async for delta in plan.llm.stream_chat(plan.messages, plan.options):
+                    if "llm_first_token_ms" not in turn.metrics:
+                        turn.metrics["llm_first_token_ms"] = _ms_since(plan.t0)
+                        plan.health.worked("llm")
+                    turn.reply_text += delta
+                    await emit_token({"type": "llm_token", "token": delta, "turn_id": turn.id})
+                    for piece in chunker.push(delta):
+                        await _release(turn, plan, out, piece)
+            plan.health.worked("llm")
             break
         except EngineFailed as exc:
             # At most one retry, and only before anything reached the user.
@@ -88,15 +97,17 @@ async def _speak(
     while (text := await chunks.get()) is not None:
         spoken = SpokenChunk(text, 0.0)
         turn.chunks.append(spoken)
-        async for audio in plan.tts.synthesize_stream(
-            text, language=plan.language, voice=plan.voice
-        ):
-            if not len(audio.samples):
-                continue
-            if "tts_first_audio_ms" not in turn.metrics:
-                turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
-            spoken.duration_ms += audio.duration_s * 1000
-            await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)
+        with plan.health.watch(plan.tts_slot):
+            async for audio in plan.tts.synthesize_stream(
+                text, language=plan.language, voice=plan.voice
+            ):
+                if not len(audio.samples):
+                    continue
+                if "tts_first_audio_ms" not in turn.metrics:
+                    turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
+                spoken.duration_ms += audio.duration_s * 1000
+                await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)
+        plan.health.worked(plan.tts_slot)
 
 
 async def _run_sequential(
@@ -112,11 +123,13 @@ async def _run_sequential(
     for text in pieces:
         spoken = SpokenChunk(text, 0.0)
         turn.chunks.append(spoken)
-        async for audio in plan.tts.synthesize_stream(
-            text, language=plan.language, voice=plan.voice
-        ):
-            spoken.duration_ms += audio.duration_s * 1000
-            held.append((audio.to_s16le(), audio.sample_rate, text))
+        with plan.health.watch(plan.tts_slot):
+            async for audio in plan.tts.synthesize_stream(
+                text, language=plan.language, voice=plan.voice
+            ):
+                spoken.duration_ms += audio.duration_s * 1000
+                held.append((audio.to_s16le(), audio.sample_rate, text))
+        plan.health.worked(plan.tts_slot)
     turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
     for pcm, rate, text in held:
         await send_audio(turn, pcm, rate, text)

@@ -391,7 +391,9 @@ class VoiceSession:
         # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
         # message with language "auto" detects again).
         language = self.config.language or self._detected_language
-        result = await self.hub.stt.transcribe(audio, language=language)
+        with self.hub.health.watch("stt"):
+            result = await self.hub.stt.transcribe(audio, language=language)
+        self.hub.health.worked("stt")
         turn.metrics["stt_ms"] = round((time.monotonic() - start) * 1000, 1)
         text = result.text.strip()
         if not text or is_hallucination(
@@ -426,6 +428,7 @@ class VoiceSession:
             voice,
             t0,
             sequential=self.hub.settings.pipeline == "sequential",
+            health=self.hub.health,
         )
         await run_reply(turn, plan, self._guarded(turn.generation), self._audio_sink)
 

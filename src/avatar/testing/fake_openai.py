@@ -14,13 +14,16 @@ import argparse
 import asyncio
 import json
 import socket
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import IO, Any
 
 import httpx
 import uvicorn
@@ -39,6 +42,8 @@ class FakeMode(StrEnum):
     CONNECT_HANG = "connect_hang"  # TCP connect never completes (only through running_fake_openai)
     HTTP_500 = "http_500"
     HTTP_401 = "http_401"
+    HTTP_400 = "http_400"  # the request is refused as too long for the model's context
+    HTTP_429 = "http_429"  # rate limited
     HANG_BEFORE_FIRST_TOKEN = "hang_before_first_token"  # headers, then silence
     DROP_AFTER_K = "drop_after_k"  # ``drop_after`` deltas, then the stream ends without [DONE]
     MALFORMED_STREAM = "malformed_stream"  # one good delta, then a chunk that is not JSON
@@ -145,6 +150,11 @@ def create_fake_openai_app(mode: FakeMode = FakeMode.OK, **script: Any) -> FastA
             return _error(404, f"The model `{model}` does not exist.", "NotFoundError")
         if mode is FakeMode.HTTP_500:
             return _error(500, "Internal server error (fake)", "server_error")
+        if mode is FakeMode.HTTP_400:
+            message = "This model's maximum context length is 2048 tokens (fake)"
+            return _error(400, message, "invalid_request_error")
+        if mode is FakeMode.HTTP_429:
+            return _error(429, "Rate limit reached (fake)", "rate_limit_error")
         if mode is FakeMode.OOM:
             return _error(500, "CUDA out of memory. Tried to allocate 2.00 GiB", "server_error")
         return StreamingResponse(_stream(state, mode, model), media_type="text/event-stream")
@@ -188,6 +198,11 @@ def fake_state(base_url: str) -> dict[str, Any]:
     return result
 
 
+def request_count(base_url: str) -> int:
+    """How many chat requests a running fake has received so far."""
+    return len(fake_state(base_url)["requests"])
+
+
 def closed_port() -> int:
     """A 127.0.0.1 port that nothing listens on (bound, then released)."""
     with socket.socket() as sock:
@@ -215,17 +230,24 @@ def _unaccepting_port() -> Iterator[int]:
 
 
 @contextmanager
-def running_fake_openai(mode: FakeMode = FakeMode.OK, **script: Any) -> Iterator[str]:
-    """Serve the fake on a free 127.0.0.1 port in a background thread; yields ``.../v1``."""
+def running_fake_openai(
+    mode: FakeMode = FakeMode.OK, *, port: int = 0, **script: Any
+) -> Iterator[str]:
+    """Serve the fake on 127.0.0.1 in a background thread; yields ``http://127.0.0.1:PORT/v1``.
+
+    ``port`` 0 picks a free one; give the port of an earlier REFUSED fake to bring that
+    "server" up (the same URL that refused connections now answers).
+    """
     if mode is FakeMode.REFUSED:
-        yield f"http://127.0.0.1:{closed_port()}/v1"
+        yield f"http://127.0.0.1:{port or closed_port()}/v1"
         return
     if mode is FakeMode.CONNECT_HANG:
-        with _unaccepting_port() as port:
-            yield f"http://127.0.0.1:{port}/v1"
+        with _unaccepting_port() as hanging:
+            yield f"http://127.0.0.1:{hanging}/v1"
         return
     sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
     port = sock.getsockname()[1]
     config = uvicorn.Config(
         create_fake_openai_app(mode, **script),
@@ -247,6 +269,45 @@ def running_fake_openai(mode: FakeMode = FakeMode.OK, **script: Any) -> Iterator
         server.should_exit = True
         thread.join(timeout=5)
         sock.close()
+
+
+@contextmanager
+def spawned_fake_openai(token_interval_s: float = 0.01) -> Iterator[str]:
+    """The fake in a process of its own (mode ``ok``; switch with :func:`set_fake_mode`).
+
+    For measurements: the fake's work then competes with the server under test only for CPU,
+    not for the interpreter lock. Yields ``http://127.0.0.1:PORT/v1``.
+    """
+    port = closed_port()
+    command = [sys.executable, "-m", "avatar.testing.fake_openai", "--port", str(port)]
+    command += ["--token-interval", str(token_interval_s)]
+    with tempfile.TemporaryFile() as log:
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
+        try:
+            _wait_until_serving(process, f"http://127.0.0.1:{port}/v1", log)
+            yield f"http://127.0.0.1:{port}/v1"
+        finally:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_until_serving(process: subprocess.Popen[bytes], base_url: str, log: IO[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while True:
+        if process.poll() is not None or time.monotonic() > deadline:
+            log.seek(0)
+            error = log.read().decode(errors="replace")[-1000:]
+            raise RuntimeError(f"the fake OpenAI server did not start: {error}")
+        try:
+            if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)
 
 
 _CLI_ALIASES = {

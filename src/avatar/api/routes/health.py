@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends
@@ -17,13 +18,16 @@ MIN_FREE_DISK_MB = 500
 
 @router.get("/health", dependencies=[limit("30/minute")])
 async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, Any]:
-    """``ok``, or ``degraded`` with the reason: database down, a model failed, disk nearly full."""
+    """``ok``, or ``degraded`` with the reason: database down, a model failed to load, an
+    engine's calls are failing (a remote server down or erroring), disk nearly full."""
     hub = state.hub
+    faults = hub.health.faults()
     models = {
         slot: {
             "engine": hub.states[slot].engine,
             "loaded": hub.is_loaded(slot),
             "error": hub.states[slot].error,
+            "failing": asdict(faults[slot]) if slot in faults else None,
         }
         for slot in hub.configured_slots()
     }
@@ -31,6 +35,7 @@ async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, An
     free_mb = shutil.disk_usage(state.settings.data_dir).free / 2**20
     disk = {"free_mb": round(free_mb), "ok": free_mb >= MIN_FREE_DISK_MB}
     problems = [f"model {s}: {m['error']}" for s, m in models.items() if m["error"]]
+    problems += [f"engine {s} failing ({f.code}): {f.message}" for s, f in faults.items()]
     problems += [] if database["ok"] else ["database unreachable"]
     problems += [] if disk["ok"] else ["disk nearly full"]
     return {

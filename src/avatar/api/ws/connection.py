@@ -87,7 +87,11 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         if sender.done():
             raise ClientGone("the client is gone")
         try:
-            await asyncio.wait_for(outbox.put(event), deadline)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+            # arrives as the put completes, and a reply stage cancelled that way (its LLM failed
+            # as its TTS sent audio) waits forever on a queue nobody fills.
+            async with asyncio.timeout(deadline):
+                await outbox.put(event)
         except TimeoutError:
             sender.cancel()
             raise ClientGone("the client stopped reading") from None
@@ -161,7 +165,8 @@ async def _drain(
         if ws.application_state != WebSocketState.CONNECTED:
             return
         try:
-            await asyncio.wait_for(ws.send_text(json.dumps(event, ensure_ascii=False)), deadline)
+            async with asyncio.timeout(deadline):  # as in send(): see there
+                await ws.send_text(json.dumps(event, ensure_ascii=False))
         except TimeoutError:
             log.warning("closing a client that stopped reading")
             with contextlib.suppress(Exception):
