@@ -2,6 +2,7 @@
 # AVATAR set-up and entry point. Two commands do everything on a fresh machine:
 #   ./run.sh serve [--host H] [--port P]   set up, verify the embedded models, start the server
 #   ./run.sh test [pytest args]            set up, then run the whole test suite
+#   ./run.sh setup                         set up only (the venv and the verified models)
 # Set-up is idempotent: later runs only check what is already there.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -63,6 +64,9 @@ ensure_browser() {
 cmd=${1:-}
 shift || true
 case "$cmd" in
+  setup)
+    setup
+    ;;
   serve)
     setup
     exec "$VENV/bin/avatar" serve "$@"
@@ -76,7 +80,7 @@ case "$cmd" in
     exec "$VENV/bin/pytest" "$@"
     ;;
   *)
-    echo "usage: ./run.sh serve [--host H] [--port P] | ./run.sh test [pytest args]" >&2
+    echo "usage: ./run.sh serve [--host H] [--port P] | ./run.sh test [pytest args] | ./run.sh setup" >&2
     exit 2
     ;;
 esac
