@@ -66,6 +66,18 @@ def test_pre_roll_does_not_reach_back_into_the_previous_utterance() -> None:
     assert starts[1].offset_ms == max(20 * FRAME - 64, ends[0].end_ms)
 
 
+def test_a_short_first_word_before_the_speech_is_kept_by_the_default_pre_roll() -> None:
+    """'So, what is ...': a 128 ms burst (a blip under min_speech_ms), 192 ms of pause, then
+    speech. The utterance must start at the burst, not 300 ms before the confirmed onset."""
+    config = EndpointerConfig.from_settings(VadSettings())
+    burst_at = 20 * FRAME
+    events = feed(frames((0.05, 20), (0.9, 4), (0.05, 6), (0.9, 30), (0.05, 20)), config)
+    start = next(e for e in events if isinstance(e, SpeechStart))
+    assert start.onset_ms == 30 * FRAME  # the burst itself did not confirm speech
+    assert start.offset_ms <= burst_at
+    assert any(isinstance(e, SpeechEnd) for e in events)
+
+
 @pytest.mark.parametrize("blip_frames", [1, 2])
 def test_blips_shorter_than_min_speech_are_discarded(blip_frames: int) -> None:
     events = feed(frames((0.0, 5), (0.95, blip_frames), (0.0, 20)))

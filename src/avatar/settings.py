@@ -58,6 +58,12 @@ class VadSettings(BaseModel):
     min_speech_ms: int = Field(250, ge=0, description="Shortest speech that counts as a turn.")
     silence_hangover_ms: int = Field(500, ge=0, description="Silence that ends an utterance.")
     max_utterance_ms: int = Field(30_000, ge=1000, description="Longest utterance before cut.")
+    pre_roll_ms: int = Field(
+        1000,
+        ge=0,
+        le=5000,
+        description="Audio kept from before the speech was confirmed (short first words).",
+    )
 
 
 class SttSettings(BaseModel):

@@ -32,7 +32,10 @@ class EndpointerConfig:
     min_speech_ms: float = 250.0
     silence_hangover_ms: float = 500.0
     max_utterance_ms: float = 30_000.0
-    pre_roll_ms: float = 300.0
+    # A short first word ("So", "Hi": one ~130 ms burst) is a blip under min_speech_ms, and the
+    # speech that follows is confirmed only after it: keep a full second before the onset so the
+    # utterance still starts with that word (Whisper pads to 30 s: the extra audio is free).
+    pre_roll_ms: float = 1000.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.release_threshold <= self.threshold < 1.0:
@@ -49,13 +52,13 @@ class EndpointerConfig:
         return max(0.01, self.threshold - _HYSTERESIS)
 
     @classmethod
-    def from_settings(cls, vad: VadSettings, *, pre_roll_ms: float = 300.0) -> EndpointerConfig:
+    def from_settings(cls, vad: VadSettings) -> EndpointerConfig:
         return cls(
             threshold=vad.threshold,
             min_speech_ms=vad.min_speech_ms,
             silence_hangover_ms=vad.silence_hangover_ms,
             max_utterance_ms=vad.max_utterance_ms,
-            pre_roll_ms=pre_roll_ms,
+            pre_roll_ms=vad.pre_roll_ms,
         )
 
 
