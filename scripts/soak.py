@@ -1,6 +1,6 @@
 """Soak test: hold voice sessions and REST traffic for a long time and watch server memory.
 
-    .venv/bin/python scripts/soak.py                    # 30 min, 4 sessions, real engines
+    .venv/bin/python scripts/soak.py                    # 30 min, 2 sessions, real engines
     .venv/bin/python scripts/soak.py --minutes 5 --fake-engines
 
 Prints the server's RSS minute by minute, its growth per minute (least-squares slope after the
@@ -43,7 +43,7 @@ def per_minute(result: LoadResult) -> list[tuple[int, float, float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=30.0)
-    parser.add_argument("--sessions", type=int, default=4)
+    parser.add_argument("--sessions", type=int, default=2)
     parser.add_argument("--rest-rps", type=float, default=2.0)
     parser.add_argument("--fake-engines", action="store_true")
     parser.add_argument("--warmup", type=float, default=120.0, help="seconds left out of the slope")
@@ -65,8 +65,12 @@ def main() -> int:
     ) as target:
         run = LoadRun(target, clips, wav, args.sessions, args.rest_rps)
 
+        printed = [-1]
+
         def tick(r: LoadRun) -> None:
-            if r.result.rss and int(r.now()) % 60 == 0:
+            minute = int(r.now() // 60)
+            if r.result.rss and minute > printed[0]:
+                printed[0] = minute
                 errors = sum(not s.ok for s in r.result.samples)
                 print(
                     f"  {r.now() / 60:5.1f} min  server {r.result.rss[-1][1]:7.1f} MB  "

@@ -47,6 +47,9 @@ def test_no_errors_and_every_session_held(soaked: LoadResult) -> None:
     assert summary["sessions_held"] == {"min": SESSIONS, "max": SESSIONS}
     # Each session answers a question every few seconds (speech, endpointing, a short reply).
     assert summary["voice_to_voice_ms"]["n"] >= SESSIONS * 3
+    # Every answered turn carries the server's metrics, so the server-added part is known.
+    assert summary["server_added_ms"]["n"] == summary["voice_to_voice_ms"]["n"]
+    assert summary["endpointing_ms"]["p50"] >= 400  # the 500 ms hangover, counted in audio time
     assert summary["rest_ms"]["n"] >= 30 and len(summary["rest_routes_ms"]) >= 5
 
 

@@ -61,6 +61,10 @@ class Sample:
     ms: float
     ok: bool
     error: str = ""
+    # turns only, from the server's turn_end metrics: the endpointing silence as the server's VAD
+    # counted it (audio time), and its own clock from the endpoint to the first audio sent
+    endpointing_ms: float | None = None
+    after_endpoint_ms: float | None = None
 
 
 @dataclass
@@ -92,8 +96,10 @@ class LoadRun:
     def now(self) -> float:
         return time.monotonic() - self.t0
 
-    def record(self, kind: str, ms: float, ok: bool, error: str = "") -> None:
-        self.result.samples.append(Sample(round(self.now(), 3), kind, round(ms, 1), ok, error))
+    def record(self, kind: str, ms: float, ok: bool, error: str = "", **turn: float | None) -> None:
+        self.result.samples.append(
+            Sample(round(self.now(), 3), kind, round(ms, 1), ok, error, **turn)
+        )
 
     async def run(self, duration_s: float, tick: Callable[[LoadRun], None] | None = None) -> None:
         self.t0 = time.monotonic()
@@ -134,7 +140,7 @@ class LoadRun:
                             start = time.monotonic()
                             result = await one_turn(ws, self.clips[turn % len(self.clips)])
                             turn += 1
-                            self.record("turn", result.v2v_ms, True)
+                            self.record("turn", result.v2v_ms, True, **_server_parts(result))
                             if time.monotonic() - start > 120:
                                 raise TimeoutError("turn took over 120 s")
                     finally:
@@ -187,6 +193,17 @@ class LoadRun:
         self.record(route, ms, ok, "" if ok else f"{response.status_code} {response.text[:150]}")
 
 
+def _server_parts(result: Any) -> dict[str, float | None]:
+    metrics = result.metrics or {}
+    endpointing = metrics.get("endpointing_ms")
+    v2v = metrics.get("voice_to_voice_ms")
+    after = None if v2v is None else float(v2v) - float(endpointing or 0.0)
+    return {
+        "endpointing_ms": None if endpointing is None else float(endpointing),
+        "after_endpoint_ms": None if after is None else round(after, 1),
+    }
+
+
 # --- figures ---------------------------------------------------------------------------------
 
 
@@ -196,8 +213,22 @@ def _stats(values: list[float]) -> dict[str, float]:
     return {
         "n": len(values),
         "p50": round(percentile(values, 0.5), 1),
+        "p95": round(percentile(values, 0.95), 1),
         "p99": round(percentile(values, 0.99), 1),
     }
+
+
+def server_added_ms(turns: list[Sample]) -> list[float]:
+    """Per answered turn: client-measured voice-to-voice minus the endpointing silence.
+
+    Voice-to-voice runs from the client sending the last voiced sample to the client receiving
+    the first reply audio. Of that, the endpointing silence (the VAD hangover, as the server's
+    VAD counted it in audio time) is the design's wait, not the server's doing; with the scripted
+    engines (which answer at once: no STT, LLM or TTS delay) everything left is what the server
+    adds: audio frames queued behind other sessions' work, VAD, the turn pipeline, JSON/base64
+    framing, event-loop lag (the client's too: it shares the machine), and loopback transport.
+    """
+    return [s.ms - s.endpointing_ms for s in turns if s.ok and s.endpointing_ms is not None]
 
 
 def growth_mb_per_min(rss: list[tuple[float, float]], warmup_s: float) -> float | None:
@@ -223,6 +254,11 @@ def summarize(result: LoadResult, warmup_s: float = 30.0) -> dict[str, Any]:
         "sessions_held": {"min": min(held, default=0), "max": max(held, default=0)},
         "sessions_refused": result.refused,
         "voice_to_voice_ms": _stats([s.ms for s in turns if s.ok]),
+        "endpointing_ms": _stats([s.endpointing_ms for s in turns if s.endpointing_ms is not None]),
+        "server_added_ms": _stats(server_added_ms(turns)),
+        "after_endpoint_server_clock_ms": _stats(
+            [s.after_endpoint_ms for s in turns if s.after_endpoint_ms is not None]
+        ),
         "rest_ms": _stats([s.ms for s in rest if s.ok]),
         "rest_routes_ms": {r: _stats([s.ms for s in rest if s.kind == r and s.ok]) for r in routes},
         "requests": len(result.samples),
@@ -250,8 +286,12 @@ def spawned_server(
     fake_engines: bool,
     rate_limits: bool = False,
     model_cache: Path | None = None,
+    env: dict[str, str] | None = None,
 ) -> Iterator[Target]:
-    """Start ``python -m avatar.bench.load serve`` on a free loopback port; yields its Target."""
+    """Start ``python -m avatar.bench.load serve`` on a free loopback port; yields its Target.
+
+    ``env`` adds environment variables for the server (``AVATAR_…`` settings).
+    """
     import socket
 
     with socket.socket() as sock:
@@ -259,12 +299,12 @@ def spawned_server(
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "avatar.bench.load", "serve", str(port), str(data_dir)]
     command += [str(sessions), "fake" if fake_engines else "real", str(rate_limits).lower()]
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    server_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
     if model_cache is not None:
-        env["AVATAR_MODELS__CACHE_DIR"] = str(model_cache)
+        server_env["AVATAR_MODELS__CACHE_DIR"] = str(model_cache)
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "server.log").open("wb")
-    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env)
     try:
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 600
@@ -305,8 +345,9 @@ def _serve(port: int, data_dir: Path, sessions: int, fake: bool, rate_limits: bo
     )
     hub = EngineHub(settings)
     if fake:  # the real VAD still endpoints the real speech the clients send
+        # Zero-time engines: every millisecond after the endpoint is the server's own.
         hub.override("stt", ScriptedStt("What is the capital of France?"))
-        hub.override("llm", ScriptedChat("The capital of France is Paris.", interval_s=0.01))
+        hub.override("llm", ScriptedChat("The capital of France is Paris.", interval_s=0.0))
         hub.override("tts.fast", ToneTts(ms_per_word=150))
     else:
         hub.preload()

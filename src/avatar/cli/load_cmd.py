@@ -110,12 +110,16 @@ def print_summary(summary: dict[str, Any]) -> None:
     table.add_row("sessions refused", str(summary["sessions_refused"]))
     for name, stats in [
         ("voice-to-voice", summary["voice_to_voice_ms"]),
+        ("  endpointing silence (server VAD)", summary["endpointing_ms"]),
+        ("  v2v minus endpointing (server-added*)", summary["server_added_ms"]),
+        ("  endpoint → first audio, server clock", summary["after_endpoint_server_clock_ms"]),
         ("REST (all)", summary["rest_ms"]),
         *summary["rest_routes_ms"].items(),
     ]:
         if stats["n"]:
             table.add_row(
-                f"{name} p50 / p99 ms", f"{stats['p50']:.0f} / {stats['p99']:.0f} (n={stats['n']})"
+                f"{name} p50 / p95 / p99 ms",
+                f"{stats['p50']:.0f} / {stats['p95']:.0f} / {stats['p99']:.0f} (n={stats['n']})",
             )
     table.add_row(
         "errors", f"{summary['errors']} of {summary['requests']} ({summary['error_rate']:.2%})"
@@ -128,6 +132,10 @@ def print_summary(summary: dict[str, Any]) -> None:
         )
         table.add_row("server RSS growth MB/min", str(rss["growth_mb_per_min"]))
     console.print(table)
+    err_console.print(
+        "* server-added: with --fake-engines (zero-time engines) all of it is the server's;"
+        " with real engines it includes STT, LLM and TTS."
+    )
     for line in summary["first_errors"]:
         err_console.print(f"[red]error[/] {line}", markup=False)
 
@@ -159,7 +167,10 @@ def plot(result: LoadResult, path: Path) -> None:
     bottom.set_ylabel("latency (ms)")
     bottom.set_xlabel("time (s)")
     bottom.legend(loc="upper right")
-    top.set_title(f"AVATAR under load: {result.sessions} sessions, {result.duration_s / 60:g} min")
+    plural = "s" if result.sessions != 1 else ""
+    top.set_title(
+        f"AVATAR under load: {result.sessions} session{plural}, {result.duration_s / 60:g} min"
+    )
     for ax in (top, bottom):
         ax.grid(alpha=0.3)
     path.parent.mkdir(parents=True, exist_ok=True)
