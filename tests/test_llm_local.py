@@ -153,3 +153,53 @@ def test_a_missing_model_file_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as caught:
         LlamaCppChat(tmp_path / "absent.gguf").load()
     assert caught.value.code == "model_missing"
+
+
+async def test_sessions_taking_turns_reuse_their_cached_prompts_without_changing_replies(
+    model_store: ModelStore,
+) -> None:
+    """Two conversations alternate on one model. With the prompt cache each one's state is kept
+    and restored; the replies are exactly those of a model without the cache."""
+
+    def engine(cache_mb: int) -> LlamaCppChat:
+        cfg = LlmSettings.model_validate(
+            {"context_tokens": 2048, "threads": 2, "prompt_cache_mb": cache_mb}
+        )
+        chat = create_engine("llm", "llama-cpp", cfg, model_store)
+        assert isinstance(chat, LlamaCppChat)
+        return chat
+
+    def history(name: str, turns: int) -> list[ChatMessage]:
+        messages = [ChatMessage("system", "You are a terse assistant.")]
+        for i in range(turns):
+            messages += [
+                ChatMessage("user", f"{name}, question {i}: name a colour."),
+                ChatMessage("assistant", f"Colour {i}: blue."),
+            ]
+        return messages
+
+    async def talk(chat: LlamaCppChat) -> list[str]:
+        replies = []
+        for turns in (1, 2):
+            for name in ("Alice", "Bob"):
+                question = [*history(name, turns), ChatMessage("user", "And a fruit?")]
+                replies.append("".join([d async for d in chat.stream_chat(question, GREEDY)]))
+        return replies
+
+    cached, plain = engine(64), engine(0)
+    try:
+        with_cache, without = await talk(cached), await talk(plain)
+        assert with_cache == without and all(with_cache)
+        cache = cached._model().cache
+        assert cache is not None and plain._model().cache is None
+        assert len(cache.cache_state) == 4  # one saved state per reply
+        states = list(cache.cache_state.values())
+        assert all(s.scores.nbytes < 2**20 for s in states)  # not llama.cpp's logits buffer
+        assert cache.cache_size == sum(
+            s.llama_state_size + s.scores.nbytes + s.input_ids.nbytes for s in states
+        )
+        assert cache.cache_size <= 64 * 2**20
+    finally:
+        for chat in (cached, plain):
+            chat.unload()
+            chat.shutdown()

@@ -87,6 +87,12 @@ class LlmSettings(BaseModel):
     threads: int = Field(2, ge=1, description="CPU threads for local inference.")
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
+    prompt_cache_mb: int = Field(
+        256,
+        ge=0,
+        description="Local models: RAM for prompt states kept between turns, so sessions taking"
+        " turns do not re-read their whole history (0: off).",
+    )
     max_tokens: int = Field(200, ge=1, description="Longest reply in tokens.")
     temperature: float = Field(
         0.2, ge=0.0, le=2.0, description="Sampling temperature; low keeps small models factual."

@@ -80,6 +80,35 @@ class GenerationStats:
     cancelled: bool = False
 
 
+class PromptStateCache(llama_cpp.LlamaRAMCache):
+    """The states of recent prompts, so sessions taking turns do not re-read their history.
+
+    One ``Llama`` serves every session and its KV cache holds only the last prompt: when two
+    sessions alternate, each turn would evaluate its whole history again (seconds on a CPU).
+    llama-cpp-python's RAM cache saves each prompt's state after a reply and restores the longest
+    matching prefix, least recently used out first. Two fixes to it, for llama-cpp-python 0.3:
+    ``save_state()`` also copies the logits buffer (up to ``n_batch`` x vocabulary floats: 311 MB
+    for Qwen2.5) and the cache leaves it out of its capacity, so 256 MB of "capacity" grew to
+    14 GB in a 5-minute two-session run. Without ``logits_all`` those logits are never read
+    (sampling happens in llama.cpp; only logprobs and stopping criteria use them), so the
+    model's buffer is cut to one row, and every byte a state holds counts against the capacity.
+    A state of Qwen2.5-0.5B is then ~6 MB.
+    """
+
+    def __init__(self, llama: llama_cpp.Llama, capacity_mb: int) -> None:
+        super().__init__(capacity_bytes=capacity_mb * 2**20)
+        if not llama._logits_all:  # noqa: SLF001 - no public accessor in 0.3
+            llama.scores = llama.scores[:1]  # unused rows: see the class docstring
+
+    @property
+    def cache_size(self) -> int:
+        return sum(_state_bytes(state) for state in self.cache_state.values())
+
+
+def _state_bytes(state: llama_cpp.llama.LlamaState) -> int:
+    return state.llama_state_size + state.scores.nbytes + state.input_ids.nbytes
+
+
 class LlamaCppChat(ThreadedEngine):
     """A GGUF chat model run by llama.cpp on this machine's CPU (or GPU with ``gpu_layers``)."""
 
@@ -92,6 +121,7 @@ class LlamaCppChat(ThreadedEngine):
         context_tokens: int = 4096,
         threads: int = 2,
         gpu_layers: int = 0,
+        prompt_cache_mb: int = 0,
     ) -> None:
         super().__init__()
         # A callable defers joining/verifying a catalog model (seconds) until load().
@@ -99,6 +129,7 @@ class LlamaCppChat(ThreadedEngine):
         self.context_tokens = context_tokens
         self.threads = threads
         self.gpu_layers = gpu_layers
+        self.prompt_cache_mb = prompt_cache_mb
         self.capabilities = LlmCapabilities(
             streaming=True, context_tokens=context_tokens, remote=False
         )
@@ -112,6 +143,7 @@ class LlamaCppChat(ThreadedEngine):
             context_tokens=cfg.context_tokens,
             threads=cfg.threads,
             gpu_layers=cfg.gpu_layers,
+            prompt_cache_mb=cfg.prompt_cache_mb,
         )
 
     # --- load / unload ------------------------------------------------------------------------
@@ -135,6 +167,8 @@ class LlamaCppChat(ThreadedEngine):
                     n_gpu_layers=self.gpu_layers,
                     verbose=False,
                 )
+            if self.prompt_cache_mb:
+                self._llama.set_cache(PromptStateCache(self._llama, self.prompt_cache_mb))
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(
                 f"llama.cpp could not load the model file {path} ({exc})",
