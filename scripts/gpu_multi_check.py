@@ -30,7 +30,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -47,6 +46,8 @@ from gpu_check import build_models, gpu_config_needs  # noqa: E402
 from avatar.system.admission import DEFAULT_MIN_FREE_MB  # noqa: E402
 from avatar.system.gpus import GpuReading, gpu_readings  # noqa: E402
 from avatar.system.placement import CUDA_CONTEXT_MB, PlacementPlan, plan_placement  # noqa: E402
+from avatar.testing.fake_openai import spawned_fake_openai  # noqa: E402
+from avatar.testing.processes import closed_port, stop, wait_until_answering  # noqa: E402
 
 MB = 2**20
 STAND_INS = {  # the torch models of scripts/gpu_check.py run in each engine's place
@@ -149,21 +150,8 @@ def spread_step(torch: Any) -> dict[str, Any]:
 # --- 2-4. the real server ---------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_fake_openai() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    command = [sys.executable, "-m", "avatar.testing.fake_openai", "--port", str(port)]
-    process = subprocess.Popen(command + ["--token-interval", "0.01"])
-    return process, f"http://127.0.0.1:{port}/v1"
-
-
 def start_server(base_url: str, data_dir: str) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
+    port = closed_port()
     env = dict(os.environ)
     env.update(
         {
@@ -184,22 +172,6 @@ def start_server(base_url: str, data_dir: str) -> tuple[subprocess.Popen[bytes],
     code = "from avatar.cli.main import app; app()"
     command = [sys.executable, "-c", code, "serve", "--no-preload", "--port", str(port)]
     return subprocess.Popen(command, env=env), f"http://127.0.0.1:{port}"
-
-
-def wait_until_up(url: str, process: subprocess.Popen[bytes], seconds: float = 90) -> None:
-    import httpx
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"the server exited with {process.returncode}")
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code in (200, 503):
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.3)
-    raise SystemExit(f"{url} did not come up in {seconds} s")
 
 
 def system_info(url: str) -> dict[str, Any]:
@@ -315,17 +287,20 @@ def main() -> int:
         print(json.dumps(report, indent=2))
         return 1
     report["spread"] = spread_step(torch)
-    fake, base_url = start_fake_openai()
-    with tempfile.TemporaryDirectory() as data_dir:
+    with spawned_fake_openai() as base_url, tempfile.TemporaryDirectory() as data_dir:
         server, url = start_server(base_url, data_dir)
         try:
-            wait_until_up(url, server)
+            wait_until_answering(
+                server,
+                f"{url}/health",
+                what="the AVATAR server",
+                log_tail=lambda: "(its output is above)",
+                timeout_s=90,
+                poll_s=0.3,
+            )
             report.update(asyncio.run(server_steps(torch, url)))
         finally:
-            server.terminate()
-            fake.terminate()
-            server.wait(20)
-            fake.wait(20)
+            stop(server, grace_s=20)
     text = json.dumps(report, indent=2)
     print(text)
     if args.out:

@@ -43,7 +43,7 @@ from sqlalchemy.engine import make_url
 
 from avatar.api.ws.shared_slots import LocalSessionSlots, SharedSessionSlots, session_slots
 from avatar.settings import load_settings
-from avatar.testing.fake_openai import closed_port
+from avatar.testing.processes import closed_port
 from conftest import MODEL_CACHE, TEST_TOKEN, free_port
 from wsclient import ChatClient
 
@@ -505,7 +505,7 @@ HOLDER = """
 import asyncio, sys
 from avatar.api.ws.shared_slots import LocalSessionSlots, SharedSessionSlots, session_slots
 from avatar.settings import load_settings
-from avatar.testing.fake_openai import closed_port
+from avatar.testing.processes import closed_port
 
 async def main() -> None:
     slots = SharedSessionSlots(sys.argv[1], 2, 2, ttl_s=float(sys.argv[3]), prefix=sys.argv[2])

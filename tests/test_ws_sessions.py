@@ -20,12 +20,12 @@ from avatar.testing.fake_openai import (
     DEFAULT_MODEL,
     DEFAULT_TOKENS,
     FakeMode,
-    closed_port,
     request_count,
     running_fake_openai,
     set_fake_mode,
 )
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
+from avatar.testing.processes import closed_port
 from conftest import LiveServer, make_settings, serve_app
 from wsclient import ChatClient, connect
 

@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 
 from avatar.bench.latency import Clip, one_turn, percentile
+from avatar.testing.processes import closed_port, stop, wait_until_answering
 
 TOKEN = "load-token-0123456789abcdef"
 
@@ -292,11 +293,7 @@ def spawned_server(
 
     ``env`` adds environment variables for the server (``AVATAR_…`` settings).
     """
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = closed_port()
     command = [sys.executable, "-m", "avatar.bench.load", "serve", str(port), str(data_dir)]
     command += [str(sessions), "fake" if fake_engines else "real", str(rate_limits).lower()]
     server_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
@@ -307,24 +304,17 @@ def spawned_server(
     server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=server_env)
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 600
-        while True:
-            if server.poll() is not None or time.monotonic() > deadline:
-                tail = (data_dir / "server.log").read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"the load server did not start:\n{tail}")
-            try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
+        wait_until_answering(
+            server,
+            f"{url}/health",
+            what="the load server",
+            log_tail=lambda: (data_dir / "server.log").read_text(errors="replace")[-2000:],
+            timeout_s=600,
+            poll_s=0.5,
+        )
         yield Target(url, TOKEN, server.pid)
     finally:
-        server.terminate()
-        try:
-            server.wait(30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        stop(server, grace_s=30)
         log.close()
 
 

@@ -40,7 +40,7 @@ from avatar.services import speech
 from avatar.services.integrity import check_integrity, repair
 from avatar.storage import AudioStore, Database
 from avatar.storage.tables import ConversationRow, TurnRow, VoiceProfileRow
-from avatar.testing.fake_openai import closed_port
+from avatar.testing.processes import closed_port
 
 TOKEN = "crash-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -23,12 +23,14 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import uvicorn
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+
+from avatar.testing.processes import closed_port, stop, wait_until_answering
 
 DEFAULT_TOKENS = ("Hello", "!", " I", " am", " a", " fake", " model", ".")
 DEFAULT_MODEL = "fake-model"
@@ -203,14 +205,6 @@ def request_count(base_url: str) -> int:
     return len(fake_state(base_url)["requests"])
 
 
-def closed_port() -> int:
-    """A 127.0.0.1 port that nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
 @contextmanager
 def _unaccepting_port() -> Iterator[int]:
     """A port whose accept queue is full, so the next TCP connect hangs (Linux drops the SYN)."""
@@ -281,33 +275,26 @@ def spawned_fake_openai(token_interval_s: float = 0.01) -> Iterator[str]:
     port = closed_port()
     command = [sys.executable, "-m", "avatar.testing.fake_openai", "--port", str(port)]
     command += ["--token-interval", str(token_interval_s)]
+    base_url = f"http://127.0.0.1:{port}/v1"
     with tempfile.TemporaryFile() as log:
+
+        def log_tail() -> str:
+            log.seek(0)
+            return log.read().decode(errors="replace")[-1000:]
+
         process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log)
         try:
-            _wait_until_serving(process, f"http://127.0.0.1:{port}/v1", log)
-            yield f"http://127.0.0.1:{port}/v1"
+            wait_until_answering(
+                process,
+                f"{base_url}/models",
+                what="the fake OpenAI server",
+                log_tail=log_tail,
+                timeout_s=30,
+                poll_s=0.05,
+            )
+            yield base_url
         finally:
-            process.terminate()
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_until_serving(process: subprocess.Popen[bytes], base_url: str, log: IO[bytes]) -> None:
-    deadline = time.monotonic() + 30
-    while True:
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            error = log.read().decode(errors="replace")[-1000:]
-            raise RuntimeError(f"the fake OpenAI server did not start: {error}")
-        try:
-            if httpx.get(f"{base_url}/models", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
+            stop(process, grace_s=10)
 
 
 _CLI_ALIASES = {
