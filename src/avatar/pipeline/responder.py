@@ -1,14 +1,13 @@
 """The reply stage of a turn: LLM deltas → speakable chunks → TTS audio, all streamed.
 
 Three tasks in a TaskGroup over a bounded channel: the LLM streams tokens (sent to the client as
-``llm_token``) into a chunker; released chunks go to TTS; audio is emitted as soon as each piece
+``ReplyText``) into a chunker; released chunks go to TTS; audio is emitted as soon as each piece
 exists. Cancelling the group (barge-in) stops LLM and TTS at their next token or chunk.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -16,9 +15,10 @@ from avatar.engines.base import ChatMessage, ChatModel, GenerationOptions, TextT
 from avatar.engines.health import EngineHealth
 from avatar.errors import EngineFailed
 from avatar.pipeline.chunker import TextChunker
+from avatar.pipeline.clock import MONOTONIC, Clock
+from avatar.pipeline.events import Emit, ReplyText
 from avatar.pipeline.turn import SpokenChunk, Turn
 
-Emit = Callable[[dict[str, object]], Awaitable[None]]
 AudioSink = Callable[[Turn, bytes, int, str], Awaitable[None]]
 
 
@@ -33,17 +33,17 @@ class ReplyPlan:
     options: GenerationOptions
     language: str
     voice: VoiceRef | None
-    t0: float  # monotonic time voice-to-voice is measured from (end of user speech)
+    t0: float  # clock time voice-to-voice is measured from (end of user speech)
     sequential: bool = False  # the original design: whole reply, then whole audio, then send
     health: EngineHealth = field(default_factory=EngineHealth)  # told what failed, what worked
+    clock: Clock = MONOTONIC
+
+    def ms_since_t0(self) -> float:
+        return round((self.clock.now() - self.t0) * 1000, 1)
 
     @property
     def tts_slot(self) -> str:
         return f"tts.{self.tts_mode}"
-
-
-def _ms_since(t0: float) -> float:
-    return round((time.monotonic() - t0) * 1000, 1)
 
 
 async def run_reply(turn: Turn, plan: ReplyPlan, emit_token: Emit, send_audio: AudioSink) -> None:
@@ -67,10 +67,10 @@ async def _generate(
             with plan.health.watch("llm"):
                 async for delta in plan.llm.stream_chat(plan.messages, plan.options):
                     if "llm_first_token_ms" not in turn.metrics:
-                        turn.metrics["llm_first_token_ms"] = _ms_since(plan.t0)
+                        turn.metrics["llm_first_token_ms"] = plan.ms_since_t0()
                         plan.health.worked("llm")
                     turn.reply_text += delta
-                    await emit_token({"type": "llm_token", "token": delta, "turn_id": turn.id})
+                    await emit_token(ReplyText(delta, turn.id))
                     for piece in chunker.push(delta):
                         await _release(turn, plan, out, piece)
             plan.health.worked("llm")
@@ -87,7 +87,7 @@ async def _generate(
 
 async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None], piece: str) -> None:
     if piece.strip():
-        turn.metrics.setdefault("first_text_ms", _ms_since(plan.t0))
+        turn.metrics.setdefault("first_text_ms", plan.ms_since_t0())
         await out.put(piece)
 
 
@@ -104,7 +104,7 @@ async def _speak(
                 if not len(audio.samples):
                     continue
                 if "tts_first_audio_ms" not in turn.metrics:
-                    turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
+                    turn.metrics["tts_first_audio_ms"] = plan.ms_since_t0()
                 spoken.duration_ms += audio.duration_s * 1000
                 await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)
         plan.health.worked(plan.tts_slot)
@@ -130,6 +130,6 @@ async def _run_sequential(
                 spoken.duration_ms += audio.duration_s * 1000
                 held.append((audio.to_s16le(), audio.sample_rate, text))
         plan.health.worked(plan.tts_slot)
-    turn.metrics["tts_first_audio_ms"] = _ms_since(plan.t0)
+    turn.metrics["tts_first_audio_ms"] = plan.ms_since_t0()
     for pcm, rate, text in held:
         await send_audio(turn, pcm, rate, text)

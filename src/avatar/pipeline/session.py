@@ -1,8 +1,11 @@
-"""One voice conversation: audio in, endpointing, turns out, barge-in.
+"""One voice conversation: audio → endpoint → start turn → reply → finish turn.
 
-A ``VoiceSession`` is fed client messages one at a time (``handle``) and speaks through ``send``.
-Each assistant reply is a :class:`Turn` running in its own task; barge-in bumps the generation,
-cancels that task (LLM and TTS stop at their next token or chunk) and stores what was heard.
+A ``VoiceSession`` takes typed inputs (:meth:`VoiceSession.feed_audio`, ``configure``,
+``submit_text``, ``report_playback``, ``interrupt``, ``end_utterance``, ``ping``) and says
+everything through one ``emit`` callback of :mod:`avatar.pipeline.events`; it knows no
+transport. Each assistant reply is a :class:`Turn` running as the current :class:`Generation`;
+barge-in cancels that generation (LLM and TTS stop at their next token or chunk, stale output is
+dropped) and stores what was heard. Time comes from an injected :class:`Clock`.
 """
 
 from __future__ import annotations
@@ -10,50 +13,49 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Coroutine
+from dataclasses import replace
 from typing import Any, Protocol
 
 import numpy as np
 
-from avatar.api.ws import events
-from avatar.api.ws.protocol import (
-    SAMPLE_RATE_IN,
-    AudioIn,
-    ClientMessage,
-    ConfigMsg,
-    PlaybackMsg,
-    Simple,
-    TextMsg,
-)
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import GenerationOptions, SttStream, VoiceRef
+from avatar.engines.base import GenerationOptions, VoiceActivityDetector, VoiceRef
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
+from avatar.pipeline.clock import MONOTONIC, Clock
+from avatar.pipeline.config import ConfigChange, SessionConfig
 from avatar.pipeline.context import ConversationContext
 from avatar.pipeline.echo import EchoGuard
-from avatar.pipeline.endpointing import (
-    Endpointer,
-    EndpointerConfig,
-    SpeechDiscarded,
-    SpeechEnd,
-    SpeechStart,
+from avatar.pipeline.endpointing import EndpointerConfig, EndpointEvent, SpeechEnd, SpeechStart
+from avatar.pipeline.events import (
+    ClientGone,
+    ConfigChanged,
+    Emit,
+    Error,
+    Interrupted,
+    InterruptReason,
+    Pong,
+    PublicConfig,
+    ReplyAudio,
+    SpeechStarted,
+    SpeechStopped,
+    Transcript,
+    TurnEnd,
 )
+from avatar.pipeline.generation import Generation
 from avatar.pipeline.hallucinations import is_hallucination
+from avatar.pipeline.listener import Listener
+from avatar.pipeline.partials import PartialTranscripts
+from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.responder import ReplyPlan, run_reply
-from avatar.pipeline.turn import Turn
+from avatar.pipeline.turn import Turn, TurnState
+
+__all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
 
 log = logging.getLogger("avatar.session")
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-FRAME = 512  # samples per VAD frame at 16 kHz (32 ms)
-FRAME_MS = FRAME * 1000 / SAMPLE_RATE_IN
-TAIL_MS = 150.0  # audio kept after the last voiced frame (soft word endings)
-
-
-class ClientGone(Exception):
-    """The transport can no longer deliver events (client left or stopped reading)."""
+Metrics = dict[str, float | None]
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -63,18 +65,6 @@ def root_cause(exc: BaseException) -> BaseException:
         gone = [c for c in causes if isinstance(c, ClientGone)]
         return (gone or causes)[0]
     return exc
-
-
-@dataclass(frozen=True, slots=True)
-class SessionConfig:
-    """What the client chose for this session (``config`` messages change it)."""
-
-    language: str | None = None  # None: detect from speech
-    tts_mode: str = "auto"
-    voice_profile_id: str | None = None
-    system_prompt: str | None = None
-    hands_free: bool = True
-    backchannel_ms: float = 600.0  # speech shorter than this during a reply does not interrupt
 
 
 class TurnRecorder(Protocol):
@@ -99,302 +89,220 @@ class VoiceResolver(Protocol):
 
 
 class VoiceSession:
-    """The state of one /ws/chat connection."""
+    """The state of one voice conversation (one /ws/chat connection)."""
 
     def __init__(
         self,
         hub: EngineHub,
         session_id: str,
-        send: Send,
+        emit: Emit,
         *,
         config: SessionConfig | None = None,
         recorder: TurnRecorder | None = None,
         voices: VoiceResolver | None = None,
-        on_turn_end: Callable[[dict[str, float | None], bool], None] | None = None,
+        on_turn_end: Callable[[Metrics, bool], None] | None = None,
+        clock: Clock = MONOTONIC,
+        new_vad: Callable[[], VoiceActivityDetector] | None = None,
     ) -> None:
         s = hub.settings
-        self.hub, self.session_id, self._send = hub, session_id, send
+        self.hub, self.session_id, self._emit, self.clock = hub, session_id, emit, clock
         self.config = config or SessionConfig(tts_mode=s.tts.mode)
         self.recorder, self.voices = recorder, voices
         self.on_turn_end = on_turn_end  # metrics (Prometheus histograms)
-        self.vad = hub.new_vad()
-        self.endpointer = Endpointer(EndpointerConfig.from_settings(s.vad))
+        self.listener = Listener(EndpointerConfig.from_settings(s.vad), new_vad or hub.new_vad)
+        self.partials = PartialTranscripts()
         self.context = ConversationContext(
             s.llm.system_prompt, s.llm.context_tokens // 2, hub.llm.count_tokens
         )
         self.echo = EchoGuard()
-        self.generation = 0
+        self.playback = PlaybackClock(clock)
+        self.replies = Generation()
         self.turn: Turn | None = None
-        self._turn_task: asyncio.Task[None] | None = None
-        self._pending = np.zeros(0, dtype=np.float32)  # samples not yet framed
-        self._audio: list[np.ndarray] = []  # the stream since the last utterance, framed
-        self._stream_start_ms = 0.0  # stream time of self._audio[0]
-        self._reply_audio: list[tuple[bytes, int]] = []
         self._detected_language: str | None = None
-        self._user_audio: PcmAudio | None = None
-        self._partials: SttStream | None = None  # live partial transcription of the utterance
-        self._playback_until = 0.0  # monotonic estimate of when the client finishes playing
         self._overlapped = False  # the current utterance began while a reply was audible
-        self.websocket: Any = None  # set by the transport, used to close it on shutdown
+        self.websocket: Any = None  # set by the transport, which closes it on shutdown
 
-    # --- messages -----------------------------------------------------------------------------
+    # --- inputs -------------------------------------------------------------------------------
 
-    async def handle(self, msg: ClientMessage) -> None:
-        if isinstance(msg, AudioIn):
-            await self._on_audio(PcmAudio.from_s16le(msg.pcm, SAMPLE_RATE_IN).samples)
-        elif isinstance(msg, ConfigMsg):
-            await self._configure(msg)
-        elif isinstance(msg, TextMsg):
-            await self._start_turn(msg.text.strip(), None, time.monotonic(), {})
-        elif isinstance(msg, PlaybackMsg):
-            if self.turn and self.turn.id == msg.turn_id:
-                self.turn.report_playback(msg.played_ms)
-        elif isinstance(msg, Simple):
-            if msg.type == "ping":
-                await self._send(events.pong())
-            elif msg.type == "interrupt":
-                await self.interrupt("client")
-            else:
-                await self._end_of_utterance()
+    async def feed_audio(self, audio: PcmAudio) -> None:
+        """Microphone audio (mono 16 kHz): endpointing, partial transcripts, barge-in."""
+        for frame, endpoints in self.listener.push(audio.samples):
+            for event in endpoints:
+                await self._on_endpoint(event)
+            await self._show_partial(frame)
+            await self._check_barge_in()
+            self.listener.trim_idle(hands_free=self.config.hands_free)
 
-    async def _configure(self, msg: ConfigMsg) -> None:
-        changes = {k: v for k, v in msg.model_dump(exclude={"type"}).items() if v is not None}
+    async def configure(self, change: ConfigChange) -> None:
+        """Change the session; a bad value raises (AvatarError) and changes nothing."""
+        changes = change.changes()
         if changes.get("language") == "auto":
             changes["language"] = None
             self._detected_language = None
         if changes.get("voice_profile_id") and self.voices is not None:
-            await self.voices.voice(changes["voice_profile_id"])  # unknown id: error, no change
+            await self.voices.voice(str(changes["voice_profile_id"]))  # unknown id: error
         if "tts_mode" in changes:
-            self.hub.tts_modes.select(changes["tts_mode"])  # raises if hq is not configured
-        self.config = replace(self.config, **changes)
+            self.hub.tts_modes.select(changes["tts_mode"])  # type: ignore[arg-type]
+        self.config = replace(self.config, **changes)  # type: ignore[arg-type]
         if "system_prompt" in changes:
-            self.context.system_prompt = changes["system_prompt"]
-        await self._send({"type": "config", **self.public_config()})
+            self.context.system_prompt = str(changes["system_prompt"])
+        await self._emit(ConfigChanged(self.public_config()))
 
-    def public_config(self) -> dict[str, Any]:
-        c = self.config
-        return {
-            "language": c.language or "auto",
-            "tts_mode": c.tts_mode,
-            "voice_profile_id": c.voice_profile_id,
-            "hands_free": c.hands_free,
-        }
+    async def submit_text(self, text: str) -> None:
+        """A typed message: a turn without audio."""
+        await self._start_turn(text=text.strip(), t0=self.clock.now(), metrics={})
 
-    # --- audio and endpointing ----------------------------------------------------------------
+    async def report_playback(self, turn_id: str, played_ms: float) -> None:
+        """The client has played ``played_ms`` of the turn's audio (makes "heard" exact)."""
+        if self.turn is not None and self.turn.id == turn_id:
+            self.turn.report_playback(played_ms)
 
-    async def _on_audio(self, samples: np.ndarray) -> None:
-        self._pending = np.concatenate([self._pending, samples])
-        while len(self._pending) >= FRAME:
-            frame, self._pending = self._pending[:FRAME], self._pending[FRAME:]
-            self._audio.append(frame)
-            for event in self.endpointer.process(self.vad.probability(frame), FRAME_MS):
-                await self._on_endpoint(event)
-            if self._partials is not None:
-                await self._feed_partials(frame)
-            await self._check_barge_in()
-            self._trim_idle_audio()
-
-    def _trim_idle_audio(self) -> None:
-        """Keep only the pre-roll while nobody speaks, so memory stays bounded."""
-        if self.endpointer.in_speech:
-            return
-        if self.config.hands_free:
-            keep = int(self.endpointer.config.pre_roll_ms / FRAME_MS) + 2
-        else:  # push-to-talk keeps everything up to the longest utterance
-            keep = int(self.endpointer.config.max_utterance_ms / FRAME_MS)
-        if len(self._audio) > keep:
-            self._stream_start_ms += (len(self._audio) - keep) * FRAME_MS
-            del self._audio[:-keep]
-
-    async def _on_endpoint(self, event: SpeechStart | SpeechEnd | SpeechDiscarded) -> None:
-        if not isinstance(event, SpeechStart):
-            await self._close_partials()
-        if isinstance(event, SpeechStart):
-            self._overlapped = self._replying or time.monotonic() < self._playback_until + 1.0
-            await self._send(events.speech(True))
-            await self._open_partials()
-        elif isinstance(event, SpeechEnd) and self.config.hands_free:
-            await self._send(events.speech(False))
-            if self._audible and event.speech_ms < self.config.backchannel_ms:
-                return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
-            onset = event.end_ms - event.speech_ms
-            audio = self._take_audio(onset - self.endpointer.config.pre_roll_ms, event.end_ms)
-            t0 = time.monotonic() - (event.detected_ms - event.end_ms) / 1000
-            metrics = {
-                "endpointing_ms": round(event.detected_ms - event.end_ms, 1),
-                "user_speech_ms": round(event.speech_ms, 1),
-            }
-            await self._start_turn(None, audio, t0, metrics)
-
-    # --- partial transcripts (streaming STT engines only) ---------------------------------------
-
-    async def _open_partials(self) -> None:
-        """Stream the utterance into a streaming STT engine for live partial transcripts."""
-        open_stream = getattr(self.hub.stt, "open_stream", None)
-        if open_stream is None or not self.hub.stt.capabilities.streaming:
-            return
-        try:
-            self._partials = open_stream(language=self.config.language or self._detected_language)
-        except AvatarError:
-            return  # e.g. an English-only engine in another language: finals only
-        if self._audio:  # the pre-roll and the frames that confirmed the speech
-            await self._feed_partials(np.concatenate(self._audio))
-
-    async def _feed_partials(self, samples: np.ndarray) -> None:
-        assert self._partials is not None
-        text = await self._partials.feed(PcmAudio(samples, SAMPLE_RATE_IN))
-        if text and text.strip():
-            await self._send(events.transcript(text.strip(), final=False))
-
-    async def _close_partials(self) -> None:
-        stream, self._partials = self._partials, None
-        if stream is not None:
-            with contextlib.suppress(Exception):
-                await stream.aclose()
-
-    async def _end_of_utterance(self) -> None:
+    async def end_utterance(self) -> None:
         """Push-to-talk: the client says the user stopped talking."""
-        for event in self.endpointer.force_end():
+        for event in self.listener.force_end():
             await self._on_endpoint(event)
         if not self.config.hands_free:
-            audio = self._take_audio(None, None)
-            if self._has_speech(audio):
-                await self._start_turn(None, audio, time.monotonic(), {"endpointing_ms": 0.0})
+            audio = self.listener.buffer.cut()
+            if self.listener.has_speech(audio):
+                metrics: Metrics = {"endpointing_ms": 0.0}
+                await self._start_turn(audio=audio, t0=self.clock.now(), metrics=metrics)
 
-    def _has_speech(self, audio: PcmAudio) -> bool:
-        vad = self.hub.new_vad()
-        frames = len(audio.samples) // FRAME
-        voiced = sum(
-            vad.probability(audio.samples[i * FRAME : (i + 1) * FRAME]) >= 0.5
-            for i in range(frames)
-        )
-        return voiced * FRAME_MS >= self.hub.settings.vad.min_speech_ms
+    async def ping(self) -> None:
+        await self._emit(Pong())
 
-    def _take_audio(self, start_ms: float | None, end_ms: float | None) -> PcmAudio:
-        """Cut the utterance out of the buffered stream (stream-time ms) and clear the buffer."""
-        samples = np.concatenate(self._audio) if self._audio else np.zeros(0, np.float32)
+    def public_config(self) -> PublicConfig:
+        return self.config.public()
 
-        def index(ms: float) -> int:
-            return max(0, int((ms - self._stream_start_ms) * SAMPLE_RATE_IN / 1000))
+    async def close(self) -> None:
+        await self.partials.close()
+        await self.interrupt(InterruptReason.CLOSED)
 
-        lo = index(start_ms) if start_ms is not None else 0
-        hi = index(end_ms + TAIL_MS) if end_ms is not None else len(samples)
-        self._stream_start_ms += len(samples) * 1000 / SAMPLE_RATE_IN
-        self._audio = []
-        return PcmAudio(samples[lo:hi].astype(np.float32), SAMPLE_RATE_IN)
+    # --- audio → endpoint ---------------------------------------------------------------------
+
+    async def _on_endpoint(self, event: EndpointEvent) -> None:
+        if isinstance(event, SpeechStart):
+            await self._speech_started()
+            return
+        await self.partials.close()
+        if isinstance(event, SpeechEnd) and self.config.hands_free:
+            await self._speech_ended(event)
+
+    async def _speech_started(self) -> None:
+        self._overlapped = self.replies.running or self.playback.playing(grace_s=1.0)
+        await self._emit(SpeechStarted())
+        if self.partials.open(self.hub.stt, self._language()):
+            await self._show_partial(self.listener.buffer.backlog())
+
+    async def _speech_ended(self, end: SpeechEnd) -> None:
+        await self._emit(SpeechStopped())
+        if self._audible and end.speech_ms < self.config.backchannel_ms:
+            return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
+        audio = self.listener.cut_utterance(end)
+        waited_ms = end.detected_ms - end.end_ms
+        metrics: Metrics = {
+            "endpointing_ms": round(waited_ms, 1),
+            "user_speech_ms": round(end.speech_ms, 1),
+        }
+        await self._start_turn(audio=audio, t0=self.clock.now() - waited_ms / 1000, metrics=metrics)
+
+    async def _show_partial(self, samples: np.ndarray) -> None:
+        text = await self.partials.feed(samples)
+        if text is not None:
+            await self._emit(Transcript(text, final=False))
 
     # --- barge-in -----------------------------------------------------------------------------
 
     @property
-    def _replying(self) -> bool:
-        return self._turn_task is not None and not self._turn_task.done()
-
-    @property
     def _audible(self) -> bool:
         """A reply is being generated, or its audio is probably still playing at the client."""
-        return self._replying or time.monotonic() < self._playback_until
+        return self.replies.running or self.playback.playing()
 
     async def _check_barge_in(self) -> None:
-        if (
-            self._audible
-            and self.config.hands_free
-            and self.endpointer.in_speech
-            and self.endpointer.speech_ms >= self.config.backchannel_ms
-        ):
-            await self.interrupt("barge_in")
+        speech_ms = self.listener.speech_ms
+        if self._audible and self.config.hands_free and speech_ms >= self.config.backchannel_ms:
+            await self.interrupt(InterruptReason.BARGE_IN)
 
-    async def interrupt(self, reason: str) -> None:
+    async def interrupt(self, reason: InterruptReason = InterruptReason.CLIENT) -> None:
         """Stop the reply now: drop its pending audio, cancel LLM and TTS, keep what was heard."""
-        task, turn = self._turn_task, self.turn
-        if turn is not None and task is not None and not task.done() and turn.complete:
-            await asyncio.shield(task)  # generated in full and being stored: let it finish
-        if turn is not None and task is not None and task.done():
-            late = reason in ("barge_in", "client") and not turn.interrupted
-            if late and time.monotonic() < self._playback_until:
+        turn = self.turn
+        if turn is None:
+            return
+        if turn.state is TurnState.GENERATED:
+            await self.replies.settle()  # generated in full and being stored: let it finish
+        if turn.state is TurnState.INTERRUPTED:
+            return
+        if not self.replies.running:  # generation ended; its audio may still be playing
+            if reason.by_user and self.playback.playing():
                 await self._interrupt_playback(turn, reason)
             return
-        if task is None or task.done() or turn is None:
-            return
-        self.generation += 1
-        turn.interrupted = True
-        self._playback_until = 0.0  # nothing more of this reply will play
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        turn.state = TurnState.INTERRUPTED
+        self.playback.stop()  # nothing more of this reply will play
+        await self.replies.cancel()
         self.echo.stopped()
-        heard = turn.heard_text()
-        await self._send(events.interrupted(turn.id, heard, reason))
-        await self._finish_turn(turn, interrupted=True)
+        await self._emit(Interrupted(turn.id, turn.heard_text(), reason))
+        await self._finish_turn(turn)
 
-    async def _interrupt_playback(self, turn: Turn, reason: str) -> None:
+    async def _interrupt_playback(self, turn: Turn, reason: InterruptReason) -> None:
         """The reply was fully generated but the user talks over its audio: keep what was heard."""
-        turn.interrupted = True
-        self._playback_until = 0.0
+        turn.state = TurnState.INTERRUPTED
+        self.playback.stop()
         self.echo.stopped()
         if turn.played_ms is None and turn.first_audio_at is not None:
-            turn.report_playback((time.monotonic() - turn.first_audio_at) * 1000)  # estimate
+            turn.report_playback((self.clock.now() - turn.first_audio_at) * 1000)  # estimate
         heard = turn.heard_text()
-        await self._send(events.interrupted(turn.id, heard, reason))
+        await self._emit(Interrupted(turn.id, heard, reason))
         if self.recorder is not None and turn.stored_index is not None:
             try:
                 await self.recorder.mark_interrupted(self.session_id, turn.stored_index, heard)
             except Exception:
                 log.exception("could not mark turn %s interrupted", turn.id)
 
-    # --- turns --------------------------------------------------------------------------------
+    # --- start turn → reply → finish turn -----------------------------------------------------
 
     async def _start_turn(
-        self, text: str | None, audio: PcmAudio | None, t0: float, metrics: dict[str, float | None]
+        self,
+        *,
+        text: str | None = None,
+        audio: PcmAudio | None = None,
+        t0: float,
+        metrics: Metrics,
     ) -> None:
-        await self.interrupt("new_turn")
-        self.generation += 1
-        turn = Turn(self.generation, t0=t0, metrics=dict(metrics))
-        self.turn = turn
-        self._reply_audio = []
-        self._turn_task = asyncio.create_task(self._run_turn(turn, text, audio, t0))
+        await self.interrupt(InterruptReason.NEW_TURN)
 
-    async def _run_turn(
-        self, turn: Turn, text: str | None, audio: PcmAudio | None, t0: float
-    ) -> None:
+        def run(generation: int) -> Coroutine[Any, Any, None]:
+            self.turn = Turn(generation, t0=t0, metrics=dict(metrics), user_audio=audio)
+            return self._run_turn(self.turn, text)
+
+        self.replies.begin(run)
+
+    async def _run_turn(self, turn: Turn, text: str | None) -> None:
         try:
-            if audio is not None:
-                text = await self._transcribe(turn, audio, t0)
-                if text is None:
-                    return
-            assert text is not None
+            if turn.user_audio is not None:
+                text = await self._transcribe(turn, turn.user_audio)
+            if text is None:
+                return
             turn.user_text = text
-            turn.language = (
-                self.config.language or self._detected_language or detect_text_language(text)
-            )
-            self._user_audio = audio
-            await self._reply(turn, t0)
-            turn.complete = True  # from here on the turn is stored, never cancelled
-            await self._finish_turn(turn, interrupted=False)
+            turn.language = self._language() or detect_text_language(text)
+            await self._reply(turn)
+            turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
+            await self._finish_turn(turn)
         except asyncio.CancelledError:
             raise
         except Exception as raised:
-            exc = root_cause(raised)  # the reply stage's TaskGroup wraps errors in a group
-            if isinstance(exc, ClientGone):
-                return
-            with contextlib.suppress(ClientGone):
-                if isinstance(exc, AvatarError):
-                    await self._send(events.error(exc.code, str(exc), turn_id=turn.id))
-                    await self._finish_turn(turn, interrupted=False, failed=True)
-                else:
-                    log.exception("turn %s failed", turn.id, exc_info=raised)
-                    await self._send(
-                        events.error("internal_error", "the turn failed", turn_id=turn.id)
-                    )
+            await self._turn_failed(turn, raised)
 
-    async def _transcribe(self, turn: Turn, audio: PcmAudio, t0: float) -> str | None:
-        start = time.monotonic()
+    def _language(self) -> str | None:
+        """The language STT and TTS use: the configured one, else the one detected first."""
+        return self.config.language or self._detected_language
+
+    async def _transcribe(self, turn: Turn, audio: PcmAudio) -> str | None:
+        start = self.clock.now()
         # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
         # message with language "auto" detects again).
-        language = self.config.language or self._detected_language
         with self.hub.health.watch("stt"):
-            result = await self.hub.stt.transcribe(audio, language=language)
+            result = await self.hub.stt.transcribe(audio, language=self._language())
         self.hub.health.worked("stt")
-        turn.metrics["stt_ms"] = round((time.monotonic() - start) * 1000, 1)
+        turn.metrics["stt_ms"] = round((self.clock.now() - start) * 1000, 1)
         text = result.text.strip()
         if not text or is_hallucination(
             text,
@@ -405,12 +313,10 @@ class VoiceSession:
         if self._overlapped and self.echo.is_echo(text):
             return None  # AVATAR hearing itself through the speakers
         self._detected_language = self._detected_language or result.language
-        await self._send(
-            events.transcript(text, final=True, turn_id=turn.id, language=result.language)
-        )
+        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=result.language))
         return text
 
-    async def _reply(self, turn: Turn, t0: float) -> None:
+    async def _reply(self, turn: Turn) -> None:
         selection = self.hub.tts_modes.select(self.config.tts_mode)  # type: ignore[arg-type]
         turn.tts_mode = selection.mode_used
         voice = None
@@ -426,38 +332,37 @@ class VoiceSession:
             GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
             turn.language or "en",
             voice,
-            t0,
+            turn.t0,
             sequential=self.hub.settings.pipeline == "sequential",
             health=self.hub.health,
+            clock=self.clock,
         )
-        await run_reply(turn, plan, self._guarded(turn.generation), self._audio_sink)
+        emit = self.replies.guard(turn.generation, self._emit)  # stale output is dropped
+        await run_reply(turn, plan, emit, self._send_audio)
 
-    def _guarded(self, generation: int) -> Send:
-        async def send(event: dict[str, Any]) -> None:
-            if generation == self.generation:  # stale output of an interrupted turn is dropped
-                await self._send(event)
-
-        return send
-
-    async def _audio_sink(self, turn: Turn, pcm: bytes, rate: int, text: str) -> None:
-        if turn.generation != self.generation:
+    async def _send_audio(self, turn: Turn, pcm: bytes, rate: int, text: str) -> None:
+        if not self.replies.is_current(turn.generation):
             return
-        seq = len(self._reply_audio)
+        seq = len(turn.reply_audio)
         self.echo.playing(text)
-        self._reply_audio.append((pcm, rate))
-        now = time.monotonic()
-        self._playback_until = max(self._playback_until, now) + len(pcm) / 2 / rate
-        await self._send(events.audio_response(pcm, rate, turn.id, seq, text))
+        turn.reply_audio.append((pcm, rate))
+        sent_at = self.clock.now()
+        self.playback.sent(len(pcm) / 2 / rate)
+        await self._emit(ReplyAudio(pcm, rate, turn.id, seq, text))
         if seq == 0:
-            turn.first_audio_at = now
-            turn.metrics["voice_to_voice_ms"] = round((time.monotonic() - turn.t0) * 1000, 1)
-            first_text = turn.metrics.get("first_text_ms") or 0.0
-            tts_wait = (turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
-            if turn.tts_mode in ("fast", "hq"):
-                self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
+            self._first_audio_sent(turn, sent_at)
 
-    async def _finish_turn(self, turn: Turn, *, interrupted: bool, failed: bool = False) -> None:
+    def _first_audio_sent(self, turn: Turn, sent_at: float) -> None:
+        turn.first_audio_at = sent_at
+        turn.metrics["voice_to_voice_ms"] = round((self.clock.now() - turn.t0) * 1000, 1)
+        first_text = turn.metrics.get("first_text_ms") or 0.0
+        tts_wait = (turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
+        if turn.tts_mode in ("fast", "hq"):
+            self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
+
+    async def _finish_turn(self, turn: Turn, *, failed: bool = False) -> None:
         """Store the turn, then tell the client: a turn_end the client saw is never lost."""
+        interrupted = turn.interrupted
         text = turn.heard_text() if interrupted else turn.reply_text.strip()
         if not failed:
             self.context.add_assistant(text, interrupted=interrupted)
@@ -466,19 +371,21 @@ class VoiceSession:
         if self.recorder is not None and turn.user_text:
             try:
                 turn.stored_index = await self.recorder.record(
-                    self.session_id, turn, self._user_audio, list(self._reply_audio), interrupted
+                    self.session_id, turn, turn.user_audio, list(turn.reply_audio), interrupted
                 )
             except Exception:
                 log.exception("could not store turn %s", turn.id)
-                await self._send(
-                    events.error("storage_failed", "the turn could not be stored", turn_id=turn.id)
-                )
-        await self._send(
-            events.turn_end(
-                turn.id, turn.metrics, interrupted=interrupted, text=text, tts_mode=turn.tts_mode
-            )
-        )
+                await self._emit(Error("storage_failed", "the turn could not be stored", turn.id))
+        await self._emit(TurnEnd(turn.id, dict(turn.metrics), interrupted, text, turn.tts_mode))
 
-    async def close(self) -> None:
-        await self._close_partials()
-        await self.interrupt("closed")
+    async def _turn_failed(self, turn: Turn, raised: Exception) -> None:
+        exc = root_cause(raised)  # the reply stage's TaskGroup wraps errors in a group
+        if isinstance(exc, ClientGone):
+            return
+        with contextlib.suppress(ClientGone):
+            if isinstance(exc, AvatarError):
+                await self._emit(Error(exc.code, str(exc), turn_id=turn.id))
+                await self._finish_turn(turn, failed=True)
+            else:
+                log.exception("turn %s failed", turn.id, exc_info=raised)
+                await self._emit(Error("internal_error", "the turn failed", turn_id=turn.id))

@@ -10,6 +10,9 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
+from enum import Enum
+
+from avatar.audio.pcm import PcmAudio
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af]")
 
@@ -22,24 +25,37 @@ class SpokenChunk:
     duration_ms: float
 
 
+class TurnState(Enum):
+    """Where a reply is: only a ``REPLYING`` turn can be cancelled."""
+
+    REPLYING = "replying"  # transcribing, generating, speaking
+    GENERATED = "generated"  # fully generated and sent; only storing remains
+    INTERRUPTED = "interrupted"  # cut off by the user, a new turn or the session's end
+
+
 @dataclass(slots=True)
 class Turn:
     """An assistant reply in flight; ``generation`` tags its output so stale frames are dropped."""
 
     generation: int
-    t0: float = 0.0  # monotonic end of the user's speech; voice-to-voice counts from here
+    t0: float = 0.0  # clock time of the end of the user's speech; voice-to-voice counts from here
     user_text: str = ""
     language: str | None = None
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:16])
     reply_text: str = ""
     chunks: list[SpokenChunk] = field(default_factory=list)
     played_ms: float | None = None
-    first_audio_at: float | None = None  # monotonic time the first audio was sent
+    first_audio_at: float | None = None  # clock time the first audio was sent
     stored_index: int | None = None  # the turn's index in storage, once recorded
-    interrupted: bool = False
-    complete: bool = False  # fully generated and sent; only storing remains
+    state: TurnState = TurnState.REPLYING
     tts_mode: str | None = None
+    user_audio: PcmAudio | None = None  # the utterance (None for typed text)
+    reply_audio: list[tuple[bytes, int]] = field(default_factory=list)  # (PCM s16le, rate) sent
     metrics: dict[str, float | None] = field(default_factory=dict)
+
+    @property
+    def interrupted(self) -> bool:
+        return self.state is TurnState.INTERRUPTED
 
     @property
     def sent_ms(self) -> float:

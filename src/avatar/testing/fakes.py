@@ -1,12 +1,14 @@
 """Scripted engines for injecting timing and faults (barge-in timelines, server overhead).
 
 They implement the same Protocols as the real engines; tests and `avatar bench` share them.
+Each waits on its ``clock`` (real time by default; the turn harness gives them its
+:class:`avatar.testing.clock.FakeClock`).
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -18,14 +20,18 @@ from avatar.engines.base import (
     SttCapabilities,
     Transcript,
     TtsCapabilities,
+    VadCapabilities,
     VoiceRef,
 )
 from avatar.errors import EngineFailed
+from avatar.pipeline.clock import MONOTONIC, Clock
+from avatar.pipeline.turn import Turn
 
 
 class _Loaded:
     name = "fake"
     loaded = True
+    clock: Clock = MONOTONIC
 
     def load(self) -> None: ...
 
@@ -52,13 +58,13 @@ class ScriptedChat(_Loaded):
     async def stream_chat(
         self, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[str]:
-        await asyncio.sleep(self.first_token_s)
+        await self.clock.sleep(self.first_token_s)
         for i, word in enumerate(self.reply.split(" ")):
             if self.fail_after is not None and i >= self.fail_after:
                 raise EngineFailed("scripted failure", code="engine_stream_broken")
             self.produced += 1
             yield word if i == 0 else " " + word
-            await asyncio.sleep(self.interval_s)
+            await self.clock.sleep(self.interval_s)
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
@@ -76,7 +82,7 @@ class ToneTts(_Loaded):
     async def synthesize_stream(
         self, text: str, *, language: str = "en", voice: VoiceRef | None = None
     ) -> AsyncIterator[PcmAudio]:
-        await asyncio.sleep(self.delay_s)
+        await self.clock.sleep(self.delay_s)
         words = max(1, len(text.split()))
         n = int(self.capabilities.sample_rate * self.ms_per_word * words / 1000)
         t = np.arange(n, dtype=np.float32) / self.capabilities.sample_rate
@@ -89,13 +95,71 @@ class ToneTts(_Loaded):
 
 
 class ScriptedStt(_Loaded):
-    """Returns ``text`` for any audio after ``delay_s``."""
+    """Returns ``text`` for any audio after ``delay_s``; a list gives one text per call in turn
+    (the last repeats). ``heard`` keeps the audio of every call."""
 
     capabilities = SttCapabilities(streaming=False, languages=None)
 
-    def __init__(self, text: str, *, language: str = "en", delay_s: float = 0.0) -> None:
-        self.text, self.language, self.delay_s = text, language, delay_s
+    def __init__(
+        self, text: str | Sequence[str], *, language: str = "en", delay_s: float = 0.0
+    ) -> None:
+        self.texts = [text] if isinstance(text, str) else list(text)
+        self.language, self.delay_s = language, delay_s
+        self.heard: list[PcmAudio] = []
 
     async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
-        await asyncio.sleep(self.delay_s)
-        return Transcript(self.text, language or self.language, audio.duration_s)
+        self.heard.append(audio)
+        text = self.texts[min(len(self.heard), len(self.texts)) - 1]
+        await self.clock.sleep(self.delay_s)
+        return Transcript(text, language or self.language, audio.duration_s)
+
+
+class ScriptedVad(_Loaded):
+    """A VAD whose script is the audio itself: a frame's peak level is its speech probability.
+
+    The turn harness speaks with frames at level 0.9 and is silent with zeros, so the same
+    audio gives the same probabilities to every VAD that reads it (push-to-talk re-checks).
+    """
+
+    capabilities = VadCapabilities(sample_rate=16_000, frame_samples=512)
+
+    def probability(self, frame: np.ndarray) -> float:
+        return float(min(1.0, np.max(np.abs(frame)))) if len(frame) else 0.0
+
+    def reset(self) -> None: ...
+
+
+@dataclass
+class RecordedTurn:
+    """What a :class:`MemoryRecorder` stored for one turn."""
+
+    user_text: str
+    assistant_text: str
+    heard_text: str | None
+    interrupted: bool
+    reply_audio_ms: float
+
+
+@dataclass
+class MemoryRecorder:
+    """A :class:`avatar.pipeline.session.TurnRecorder` that keeps turns in a list."""
+
+    turns: list[RecordedTurn] = field(default_factory=list)
+
+    async def record(
+        self,
+        session_id: str,
+        turn: Turn,
+        user_audio: PcmAudio | None,
+        reply_audio: list[tuple[bytes, int]],
+        interrupted: bool,
+    ) -> int:
+        heard = turn.heard_text() if interrupted else None
+        audio_ms = sum(len(pcm) / 2 / rate * 1000 for pcm, rate in reply_audio)
+        text = heard if interrupted and heard is not None else turn.reply_text
+        self.turns.append(RecordedTurn(turn.user_text, text, heard, interrupted, audio_ms))
+        return len(self.turns) - 1
+
+    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
+        stored = self.turns[index]
+        stored.interrupted, stored.heard_text, stored.assistant_text = True, heard_text, heard_text

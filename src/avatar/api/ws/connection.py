@@ -12,6 +12,7 @@ import json
 import logging
 import re
 import uuid
+from dataclasses import replace
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -20,10 +21,11 @@ from starlette.websockets import WebSocketState
 from avatar.api.auth import presented_token, token_matches
 from avatar.api.security import origin_allowed
 from avatar.api.state import AppState, connection_state
-from avatar.api.ws import events
-from avatar.api.ws.protocol import ProtocolError, parse_binary, parse_text
+from avatar.api.ws.codec import encode
+from avatar.api.ws.protocol import ClientMessage, ProtocolError, deliver, parse_binary, parse_text
 from avatar.errors import AvatarError
-from avatar.pipeline.session import ClientGone, VoiceSession
+from avatar.pipeline.events import ClientGone, Error, SessionEvent, SessionStarted
+from avatar.pipeline.session import VoiceSession
 
 log = logging.getLogger("avatar.ws")
 router = APIRouter()
@@ -76,14 +78,14 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
             seat = admission.admit(session_id)  # the emptier GPU; refused when all are full
         except AvatarError as exc:  # the error event first, then the close code
             with contextlib.suppress(Exception):
-                refusal = json.dumps(events.error(exc.code, str(exc)))
+                refusal = json.dumps(encode(Error(exc.code, str(exc))))
                 await asyncio.wait_for(ws.send_text(refusal), deadline)
             await ws.close(code=1013, reason="every GPU is full")
             return
     outbox: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(maxsize=OUTBOX)
     sender = asyncio.create_task(_drain(ws, outbox, deadline))
 
-    async def send(event: dict[str, Any]) -> None:
+    async def send(event: SessionEvent) -> None:
         if sender.done():
             raise ClientGone("the client is gone")
         try:
@@ -91,7 +93,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
             # arrives as the put completes, and a reply stage cancelled that way (its LLM failed
             # as its TTS sent audio) waits forever on a queue nobody fills.
             async with asyncio.timeout(deadline):
-                await outbox.put(event)
+                await outbox.put(encode(event))
         except TimeoutError:
             sender.cancel()
             raise ClientGone("the client stopped reading") from None
@@ -107,10 +109,10 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
     session.websocket = ws
     state.open_sessions[session_id] = session
     try:
-        gpu = None
+        started = SessionStarted(session_id, session.public_config())
         if seat is not None and seat.gpu_index is not None:
-            gpu = {"index": seat.gpu_index, "reason": seat.reason}
-        await send(events.session_started(session_id, session.public_config(), gpu))
+            started = replace(started, gpu_index=seat.gpu_index, gpu_reason=seat.reason)
+        await send(started)
         receiver = asyncio.create_task(
             _receive_loop(ws, session, send, state.settings.session_idle_timeout_s)
         )
@@ -146,15 +148,16 @@ async def _receive_loop(ws: WebSocket, session: VoiceSession, send: Any, idle_s:
         if message["type"] == "websocket.disconnect":
             return
         try:
+            msg: ClientMessage
             if message.get("bytes") is not None:
                 msg = parse_binary(message["bytes"])
             else:
                 msg = parse_text(message.get("text") or "")
-            await session.handle(msg)
+            await deliver(session, msg)
         except ProtocolError as exc:
-            await send(events.error(exc.code, exc.message))
+            await send(Error(exc.code, exc.message))
         except AvatarError as exc:
-            await send(events.error(exc.code, str(exc)))
+            await send(Error(exc.code, str(exc)))
 
 
 async def _drain(

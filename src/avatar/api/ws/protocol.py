@@ -1,9 +1,9 @@
-"""The /ws/chat wire protocol: client messages parsed into typed records, server events out.
+"""The /ws/chat wire protocol, client side: messages parsed into one discriminated union.
 
 Client → server (JSON text frames, or binary frames of raw PCM s16le mono 16 kHz):
 ``audio_chunk`` (original AVATAR), ``config``, ``end_of_utterance``, ``text``, ``interrupt``,
-``playback``, ``ping``. Server → client: see :mod:`avatar.api.ws.events`. docs/PROTOCOL.md has
-examples of every message.
+``playback``, ``ping``. Server → client: see :mod:`avatar.api.ws.codec`. docs/PROTOCOL.md has
+examples of every message. :func:`deliver` hands a parsed message to the session's typed input.
 """
 
 from __future__ import annotations
@@ -11,14 +11,22 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
+
+from avatar.audio.pcm import PcmAudio
+from avatar.pipeline.config import ConfigChange
+from avatar.pipeline.events import InterruptReason
+from avatar.pipeline.session import VoiceSession
+from avatar.pipeline.utterance import SAMPLE_RATE_IN
+
+__all__ = ["SAMPLE_RATE_IN", "ClientMessage", "ProtocolError", "deliver", "parse_text"]
 
 MAX_TEXT_FRAME = 256 * 1024  # bytes of one JSON message
 MAX_AUDIO_BYTES = 64 * 1024  # bytes of PCM in one frame (2 s at 16 kHz)
-SAMPLE_RATE_IN = 16_000
+_AUDIO_CODES = ("bad_audio", "bad_audio_format", "audio_too_large")
 
 
 class ProtocolError(Exception):
@@ -31,7 +39,29 @@ class ProtocolError(Exception):
 
 
 class _Msg(BaseModel):
-    model_config = ConfigDict(extra="ignore", str_max_length=20_000)
+    model_config = ConfigDict(extra="ignore", str_max_length=20_000, frozen=True)
+
+
+class AudioMsg(_Msg):
+    """PCM s16le mono 16 kHz: a binary frame, or ``audio_chunk`` with base64 ``data``."""
+
+    type: Literal["audio_chunk"]
+    pcm: bytes = Field(validation_alias="data")
+
+    @field_validator("pcm", mode="before")
+    @classmethod
+    def _decode(cls, data: Any) -> bytes:
+        if isinstance(data, bytes):  # a binary frame
+            return _check_pcm(data)
+        if not isinstance(data, str):
+            raise PydanticCustomError("bad_audio", 'audio_chunk needs base64 PCM in "data"')
+        if len(data) > MAX_AUDIO_BYTES * 4 // 3 + 4:
+            raise _too_large()
+        try:
+            pcm = base64.b64decode(data, validate=True)
+        except (binascii.Error, ValueError):
+            raise PydanticCustomError("bad_audio", "audio_chunk data is not valid base64") from None
+        return _check_pcm(pcm)
 
 
 class ConfigMsg(_Msg):
@@ -54,23 +84,30 @@ class PlaybackMsg(_Msg):
     played_ms: float = Field(..., ge=0, le=3_600_000)
 
 
-@dataclass(frozen=True, slots=True)
-class AudioIn:
-    pcm: bytes
+class EndOfUtteranceMsg(_Msg):
+    type: Literal["end_of_utterance"]
 
 
-@dataclass(frozen=True, slots=True)
-class Simple:
-    type: Literal["end_of_utterance", "interrupt", "ping"]
+class InterruptMsg(_Msg):
+    type: Literal["interrupt"]
 
 
-ClientMessage = AudioIn | ConfigMsg | TextMsg | PlaybackMsg | Simple
+class PingMsg(_Msg):
+    type: Literal["ping"]
 
-_MODELS: dict[str, type[_Msg]] = {"config": ConfigMsg, "text": TextMsg, "playback": PlaybackMsg}
+
+ClientMessage = Annotated[
+    AudioMsg | ConfigMsg | TextMsg | PlaybackMsg | EndOfUtteranceMsg | InterruptMsg | PingMsg,
+    Field(discriminator="type"),
+]
+_CLIENT_MESSAGE: TypeAdapter[ClientMessage] = TypeAdapter(ClientMessage)
 
 
-def parse_binary(data: bytes) -> AudioIn:
-    return AudioIn(_check_pcm(data))
+def parse_binary(data: bytes) -> AudioMsg:
+    try:
+        return AudioMsg.model_validate({"type": "audio_chunk", "data": data})
+    except ValidationError as exc:
+        raise _protocol_error("audio_chunk", exc) from None
 
 
 def parse_text(raw: str) -> ClientMessage:
@@ -82,40 +119,52 @@ def parse_text(raw: str) -> ClientMessage:
         raise ProtocolError("bad_json", "the message is not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise ProtocolError("bad_message", 'a message is a JSON object with a string "type"')
-    kind = data["type"]
-    if kind == "audio_chunk":
-        return _audio_chunk(data)
-    if kind in ("end_of_utterance", "interrupt", "ping"):
-        return Simple(kind)
-    model = _MODELS.get(kind)
-    if model is None:
-        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
     try:
-        return model.model_validate(data)  # type: ignore[return-value]
+        return _CLIENT_MESSAGE.validate_python(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ProtocolError("invalid_message", f"{kind}: {where}: {first['msg']}") from None
+        raise _protocol_error(data["type"], exc) from None
 
 
-def _audio_chunk(data: dict[str, Any]) -> AudioIn:
-    payload = data.get("data")
-    if not isinstance(payload, str):
-        raise ProtocolError("bad_audio", 'audio_chunk needs base64 PCM in "data"')
-    if len(payload) > MAX_AUDIO_BYTES * 4 // 3 + 4:
-        raise ProtocolError("audio_too_large", f"one chunk holds at most {MAX_AUDIO_BYTES} bytes")
-    try:
-        pcm = base64.b64decode(payload, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("bad_audio", "audio_chunk data is not valid base64") from None
-    return AudioIn(_check_pcm(pcm))
+def _protocol_error(kind: str, exc: ValidationError) -> ProtocolError:
+    first = exc.errors()[0]
+    if first["type"] == "union_tag_invalid":
+        return ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}")
+    if first["type"] in _AUDIO_CODES:
+        return ProtocolError(first["type"], first["msg"])
+    where = ".".join(str(p) for p in first["loc"][1:])  # [0] is the union's tag
+    return ProtocolError("invalid_message", f"{kind}: {where}: {first['msg']}")
+
+
+def _too_large() -> PydanticCustomError:
+    return PydanticCustomError(
+        "audio_too_large", "one chunk holds at most {limit} bytes", {"limit": MAX_AUDIO_BYTES}
+    )
 
 
 def _check_pcm(pcm: bytes) -> bytes:
     if len(pcm) > MAX_AUDIO_BYTES:
-        raise ProtocolError("audio_too_large", f"one chunk holds at most {MAX_AUDIO_BYTES} bytes")
+        raise _too_large()
     if len(pcm) % 2:
-        raise ProtocolError(
+        raise PydanticCustomError(
             "bad_audio_format", "audio must be PCM s16le mono 16 kHz (an even number of bytes)"
         )
     return pcm
+
+
+async def deliver(session: VoiceSession, msg: ClientMessage) -> None:
+    """Hand one parsed message to the session's typed input."""
+    match msg:
+        case AudioMsg(pcm=pcm):
+            await session.feed_audio(PcmAudio.from_s16le(pcm, SAMPLE_RATE_IN))
+        case ConfigMsg():
+            await session.configure(ConfigChange(**msg.model_dump(exclude={"type"})))
+        case TextMsg(text=text):
+            await session.submit_text(text)
+        case PlaybackMsg(turn_id=turn_id, played_ms=played_ms):
+            await session.report_playback(turn_id, played_ms)
+        case InterruptMsg():
+            await session.interrupt(InterruptReason.CLIENT)
+        case EndOfUtteranceMsg():
+            await session.end_utterance()
+        case PingMsg():
+            await session.ping()
