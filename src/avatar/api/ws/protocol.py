@@ -46,7 +46,7 @@ class AudioMsg(_Msg):
     """PCM s16le mono 16 kHz: a binary frame, or ``audio_chunk`` with base64 ``data``."""
 
     type: Literal["audio_chunk"]
-    pcm: bytes = Field(validation_alias="data")
+    pcm: bytes = Field(None, validation_alias="data", validate_default=True)  # missing: bad_audio
 
     @field_validator("pcm", mode="before")
     @classmethod
