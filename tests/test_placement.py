@@ -429,7 +429,7 @@ async def test_voice_sessions_take_the_emptier_card_and_get_gpu_busy_when_all_ar
     with serve_app(app, settings) as host:
         server = LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, app)
         seats = GpuAdmission(readings("two_h100.json"), sessions_per_gpu=1)
-        app.state.avatar.services["gpu_admission"] = seats  # type: ignore[attr-defined]
+        app.state.avatar.services.gpu_admission = seats  # type: ignore[attr-defined]
         async with connect(server) as a, connect(server) as b:
             first, second = json.loads(await a.recv()), json.loads(await b.recv())
             assert [first["gpu"]["index"], second["gpu"]["index"]] == [0, 1]
