@@ -240,9 +240,11 @@ def running_fake_openai(
             yield f"http://127.0.0.1:{hanging}/v1"
         return
     app = create_fake_openai_app(mode, **script)
-    options = {"log_level": "critical", "lifespan": "off", "timeout_graceful_shutdown": 1}
+    options: dict[str, Any] = {"lifespan": "off", "timeout_graceful_shutdown": 1}
     what = "the fake OpenAI server"
-    with serve_in_thread(app, port=port, what=what, start_timeout_s=10, **options) as served:
+    with serve_in_thread(
+        app, port=port, what=what, start_timeout_s=10, log_level="critical", **options
+    ) as served:
         yield f"{served.url}/v1"
 
 
