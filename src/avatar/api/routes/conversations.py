@@ -16,17 +16,10 @@ from starlette.types import Receive, Scope, Send
 
 from avatar.api.auth import Reader, Writer
 from avatar.api.deps import app_state, limit
-from avatar.api.schemas.conversations import (
-    ExportFormat,
-    SearchPage,
-    SessionDetail,
-    SessionPage,
-    Side,
-    StatsPublic,
-)
+from avatar.api.schemas.conversations import SearchPage, SessionDetail, SessionPage, StatsPublic
 from avatar.api.state import AppState
-from avatar.services.conversations import ConversationService
-from avatar.services.export import export_session
+from avatar.services.conversations import ConversationService, Side
+from avatar.services.export import ExportFormat, export_session
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 

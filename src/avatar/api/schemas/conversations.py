@@ -12,10 +12,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from avatar.services.conversations import Side, StoredSession
-from avatar.services.export import ExportFormat
 from avatar.storage import ConversationRow, ConversationStats, Page, SearchHit, TurnRow
 
-__all__ = ["ExportFormat", "Side"]  # the services' own words, re-exported for the routes
 PREFIX = "/api/conversations"
 
 
