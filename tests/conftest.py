@@ -8,16 +8,15 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `avatar` sets it (see 
 import asyncio
 import functools
 import socket
-import threading
-import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-import uvicorn
+from fastapi import FastAPI
 
 from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
 from avatar.audio.pcm import PcmAudio
@@ -25,6 +24,8 @@ from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
 from avatar.models.store import ModelStore
 from avatar.settings import Settings, default_cache_dir, load_settings
+from avatar.testing.processes import closed_port as free_port
+from avatar.testing.serving import Served, serve_in_thread
 
 # The same cache `./run.sh` fills with `avatar models verify`, so parts are joined once.
 MODEL_CACHE = Path(os.environ.get("AVATAR_TEST_MODEL_CACHE") or default_cache_dir())
@@ -39,31 +40,75 @@ def model_store() -> ModelStore:
 
 
 TEST_TOKEN = "test-token-0123456789abcdef"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port"]  # a port nothing listens on yet, for servers in child processes
 
 
 @dataclass
 class LiveServer:
+    """The app serving on a loopback port, with what tests reach into: its state and engines."""
+
     url: str
     ws_url: str
     token: str
     settings: Settings
-    app: object
+    app: FastAPI
+    hub: EngineHub
+    served: Served
 
     @property
     def auth(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.token}"}
+
+    @property
+    def state(self) -> Any:
+        """``app.state.avatar`` (an :class:`avatar.api.state.AppState`) once started."""
+        return self.app.state.avatar
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return load_settings(
         data_dir=data_dir, api_token=TEST_TOKEN, models={"cache_dir": MODEL_CACHE}, **overrides
     )
+
+
+def scripted_settings(data_dir: Path, **overrides: object) -> Settings:
+    """Settings for a server whose engines are scripted: nothing is preloaded."""
+    return make_settings(data_dir, server={"preload": False}, **overrides)
+
+
+@contextmanager
+def live_app(
+    settings: Settings,
+    *,
+    hub: EngineHub | None = None,
+    models: ModelStore | None = None,
+    engines: Mapping[str, object] | None = None,
+    port: int = 0,
+    http: type = HeaderDeadlineH11Protocol,
+    **uvicorn_options: Any,
+) -> Iterator[LiveServer]:
+    """The one way tests serve the app: ``create_app(settings, hub)`` on a loopback port.
+
+    ``hub`` shares engines already loaded (and stays open); without it a hub of its own is built
+    over ``models`` and closed afterwards. ``engines`` replace slots with scripted or failing
+    engines (``avatar.testing.fakes``). ``port`` serves again at an earlier address.
+    """
+    from avatar.api.app import create_app
+
+    own = hub is None
+    engine_hub = EngineHub(settings, models) if hub is None else hub
+    try:
+        for slot, engine in (engines or {}).items():
+            engine_hub.override(slot, engine)
+        app = create_app(settings, engine_hub)
+        options = {"http": http, "ws_max_size": 1 << 20, "lifespan": "on", **uvicorn_options}
+        with serve_in_thread(app, port=port, **options) as served:
+            token = settings.api_token.get_secret_value() if settings.api_token else ""
+            url, ws_url = f"http://{served.host}", f"ws://{served.host}"
+            yield LiveServer(url, ws_url, token, settings, app, engine_hub, served)
+    finally:
+        if own:
+            engine_hub.close()
 
 
 @pytest.fixture(scope="session")
@@ -93,42 +138,11 @@ def hub(tmp_path_factory: pytest.TempPathFactory, model_store: ModelStore) -> It
     engines.close()
 
 
-@contextmanager
-def serve_app(app: object, settings: Settings) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",  # type: ignore[arg-type]
-        ws_max_size=1 << 20,
-        http=HeaderDeadlineH11Protocol,
-        lifespan="on",
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="session")
 def live_server(tmp_path_factory: pytest.TempPathFactory, hub: EngineHub) -> Iterator[LiveServer]:
     """The real app with the real embedded engines on a loopback port."""
-    from avatar.api.app import create_app
-
-    settings = make_settings(tmp_path_factory.mktemp("server"))
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        yield LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, app)
+    with live_app(make_settings(tmp_path_factory.mktemp("server")), hub=hub) as server:
+        yield server
 
 
 @pytest.fixture
@@ -136,8 +150,7 @@ async def api(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     """An authenticated HTTP client for the live server, with fresh rate-limit counters."""
     from avatar.api.ratelimit import RateLimits
 
-    state = live_server.app.state.avatar  # type: ignore[attr-defined]
-    state.limits = RateLimits(None)
+    live_server.state.limits = RateLimits(None)
     async with httpx.AsyncClient(
         base_url=live_server.url, headers=live_server.auth, timeout=120
     ) as client:

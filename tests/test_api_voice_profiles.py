@@ -32,7 +32,7 @@ from avatar.services.voice_quality import transcript_accuracy
 from avatar.services.voices import ProfileVoices
 from avatar.storage import Database, NotFound
 from avatar.testing.fakes import ToneTts
-from conftest import TEST_TOKEN, make_settings, serve_app
+from conftest import TEST_TOKEN, live_app, make_settings
 
 BASE = "/api/voice-profiles"
 PROBLEM = "application/problem+json"
@@ -672,16 +672,13 @@ def cloning_server(
     tmp_path_factory: pytest.TempPathFactory, hub: EngineHub
 ) -> Iterator[tuple[str, CloningTone]]:
     """A second server whose hq slot can clone; the other engines are the shared real ones."""
-    from avatar.api.app import create_app
-
     settings = make_settings(tmp_path_factory.mktemp("cloning"), tts={"hq": {"engine": "tone"}})
+    # a hub of its own that borrows the loaded engines: never closed, they are the session's
     clone_hub = EngineHub(settings, hub.models)
-    for slot, engine in (("stt", hub.stt), ("speaker", hub.speaker), ("tts.fast", hub.tts())):
-        clone_hub.override(slot, engine)
     cloning = CloningTone()
-    clone_hub.override("tts.hq", cloning)
-    with serve_app(create_app(settings, clone_hub), settings) as host:
-        yield f"http://{host}", cloning
+    shared = {"stt": hub.stt, "speaker": hub.speaker, "tts.fast": hub.tts(), "tts.hq": cloning}
+    with live_app(settings, hub=clone_hub, engines=shared) as server:
+        yield server.url, cloning
 
 
 async def test_a_cloning_engine_gets_the_reference_and_says_so(

@@ -6,12 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from avatar.api.app import create_app
-from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
 from avatar.storage import Conversations
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
-from conftest import LiveServer, make_settings, say_en, serve_app
+from conftest import LiveServer, live_app, say_en, scripted_settings
 from wsclient import ChatClient, connect, silence, to_pcm16k
 
 REPLY = (
@@ -29,17 +27,14 @@ def speech_pcm(speaker: PiperTts) -> bytes:
 
 @pytest.fixture(scope="module")
 def fake_server(tmp_path_factory: pytest.TempPathFactory, model_store) -> Iterator[LiveServer]:
-    settings = make_settings(tmp_path_factory.mktemp("barge"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("llm", ScriptedChat(REPLY, interval_s=0.02))
-    hub.override("tts.fast", ToneTts(ms_per_word=250))
-    hub.override("stt", ScriptedStt("Wait, stop, I have a different question."))
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        yield LiveServer(
-            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
-        )
-    hub.close()
+    engines = {
+        "llm": ScriptedChat(REPLY, interval_s=0.02),
+        "tts.fast": ToneTts(ms_per_word=250),
+        "stt": ScriptedStt("Wait, stop, I have a different question."),
+    }
+    settings = scripted_settings(tmp_path_factory.mktemp("barge"))
+    with live_app(settings, models=model_store, engines=engines) as server:
+        yield server
 
 
 async def _start_reply(client: ChatClient) -> str:

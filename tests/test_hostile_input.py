@@ -30,7 +30,6 @@ import psutil
 import pytest
 import websockets
 
-from avatar.api.app import create_app
 from avatar.api.limits_middleware import BodyLimitMiddleware, HeaderDeadlineH11Protocol
 from avatar.audio.encode import encode_flac, encode_opus, encode_wav
 from avatar.audio.pcm import PcmAudio
@@ -38,7 +37,7 @@ from avatar.engines.hub import EngineHub
 from avatar.services import speech
 from avatar.settings import Settings
 from avatar.testing.fakes import ScriptedChat, ToneTts
-from conftest import LiveServer, free_port, make_settings, serve_app
+from conftest import LiveServer, live_app, scripted_settings
 from fuzz.crashers import CRASHERS
 from wsclient import ChatClient, connect
 
@@ -612,16 +611,14 @@ def scripted_server(
     """Scripted engines (a quick reply each turn) and a database of its own."""
     from avatar.testing.fakes import ScriptedStt
 
-    settings = make_settings(tmp_path_factory.mktemp("scripted"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("stt", ScriptedStt("hello"))
-    hub.override("llm", ScriptedChat("Hello there, friend.", interval_s=0.0))
-    hub.override("tts.fast", ToneTts(ms_per_word=50))
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        token = settings.api_token.get_secret_value()  # type: ignore[union-attr]
-        yield LiveServer(f"http://{host}", f"ws://{host}", token, settings, app)
-    hub.close()
+    engines = {
+        "stt": ScriptedStt("hello"),
+        "llm": ScriptedChat("Hello there, friend.", interval_s=0.0),
+        "tts.fast": ToneTts(ms_per_word=50),
+    }
+    settings = scripted_settings(tmp_path_factory.mktemp("scripted"))
+    with live_app(settings, models=model_store, engines=engines) as server:
+        yield server
 
 
 TURNS = 300
@@ -718,42 +715,17 @@ class Deadline(HeaderDeadlineH11Protocol):
     header_timeout_s = 1.0
 
 
-@contextlib.contextmanager
-def serve_with(app: Any, protocol: type) -> Iterator[str]:
-    import uvicorn
-
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical", http=protocol)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "server did not start"
-        time.sleep(0.05)
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
-
-
 @pytest.fixture(scope="module")
 def faulty_server(
     tmp_path_factory: pytest.TempPathFactory, model_store: Any
 ) -> Iterator[LiveServer]:
     """Engines that raise plain exceptions, served with a 1 s header deadline."""
-    settings = make_settings(tmp_path_factory.mktemp("faulty"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("stt", BrokenStt())
-    hub.override("llm", BrokenChat("unused"))
-    hub.override("tts.fast", ToneTts())
-    app = create_app(settings, hub)
-    assert settings.api_token is not None
-    token = settings.api_token.get_secret_value()
-    with serve_with(app, Deadline) as host:
-        yield LiveServer(f"http://{host}", f"ws://{host}", token, settings, app)
-    hub.close()
+    engines = {"stt": BrokenStt(), "llm": BrokenChat("unused"), "tts.fast": ToneTts()}
+    settings = scripted_settings(tmp_path_factory.mktemp("faulty"))
+    with live_app(
+        settings, models=model_store, engines=engines, http=Deadline, log_level="critical"
+    ) as server:
+        yield server
 
 
 def assert_generic(text: str) -> None:

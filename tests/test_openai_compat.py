@@ -21,7 +21,7 @@ from avatar.engines.tts.piper import PiperTts
 from avatar.services import speech
 from avatar.storage import AudioStore, Database, NewVoiceProfile, VoiceProfiles
 from avatar.testing.fakes import ScriptedChat
-from conftest import TEST_TOKEN, LiveServer, make_settings, say_en, serve_app
+from conftest import TEST_TOKEN, LiveServer, live_app, say_en, scripted_settings
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 QUESTION = "What is the capital of France?"
@@ -344,16 +344,8 @@ async def test_rate_limit_raises_rate_limit_error(client) -> None:
 @pytest.fixture(scope="module")
 def faulty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, EngineHub]]:
     """A second server whose chat model is scripted to fail."""
-    from avatar.api.app import create_app
-
-    settings = make_settings(tmp_path_factory.mktemp("faulty"), server={"preload": False})
-    engines = EngineHub(settings)
-    app = create_app(settings, engines)
-    try:
-        with serve_app(app, settings) as host:
-            yield f"http://{host}/v1", engines
-    finally:
-        engines.close()
+    with live_app(scripted_settings(tmp_path_factory.mktemp("faulty"))) as server:
+        yield f"{server.url}/v1", server.hub
 
 
 async def test_engine_failure_before_the_reply_is_an_error_status(faulty) -> None:

@@ -22,9 +22,7 @@ import pytest
 import websockets
 from fastapi import FastAPI
 
-from avatar.api.app import create_app
 from avatar.api.errors import install_error_handlers
-from avatar.engines.hub import EngineHub
 from avatar.errors import EngineFailed
 from avatar.settings import Settings
 from avatar.system.admission import GpuAdmission, GpuBusy, hq_allowed
@@ -47,7 +45,7 @@ from avatar.system.placement import (
     visible_gpus,
     whisper_need,
 )
-from conftest import TEST_TOKEN, LiveServer, make_settings, serve_app
+from conftest import live_app, scripted_settings
 from wsclient import connect
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -423,13 +421,10 @@ def test_gpu_check_degrades_clearly_without_torch_or_gpu() -> None:
 async def test_voice_sessions_take_the_emptier_card_and_get_gpu_busy_when_all_are_full(
     tmp_path: Path, model_store: Any
 ) -> None:
-    settings = make_settings(tmp_path, server={"preload": False}, max_sessions_per_client=8)
-    hub = EngineHub(settings, model_store)
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        server = LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, app)
+    settings = scripted_settings(tmp_path, max_sessions_per_client=8)
+    with live_app(settings, models=model_store) as server:
         seats = GpuAdmission(readings("two_h100.json"), sessions_per_gpu=1)
-        app.state.avatar.services["gpu_admission"] = seats  # type: ignore[attr-defined]
+        server.state.services.gpu_admission = seats
         async with connect(server) as a, connect(server) as b:
             first, second = json.loads(await a.recv()), json.loads(await b.recv())
             assert [first["gpu"]["index"], second["gpu"]["index"]] == [0, 1]
@@ -443,4 +438,3 @@ async def test_voice_sessions_take_the_emptier_card_and_get_gpu_busy_when_all_ar
             assert seats.status()["sessions"] == 2  # the refused one holds no seat
         async with connect(server) as d:  # a and b left: their seats are free again
             assert json.loads(await d.recv())["gpu"]["index"] == 0
-    hub.close()

@@ -6,14 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
-import threading
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
 import soundfile as sf
-import uvicorn
 from fastapi import FastAPI, Form, Header, UploadFile
 from fastapi.responses import JSONResponse
 from moonshine_voice import get_assets_path
@@ -26,6 +24,7 @@ from avatar.engines.stt.whisper import FasterWhisperStt
 from avatar.errors import AudioError, EmptyAudio, EngineFailed, EngineTimeout, EngineUnavailable
 from avatar.models.store import ModelStore
 from avatar.settings import SttSettings
+from avatar.testing.serving import serve_in_thread
 
 BECKETT = ("tried", "failed", "matter", "again")
 TWO_CITIES = ("best of times", "worst of times", "wisdom", "foolishness")
@@ -268,24 +267,9 @@ def transcription_app(engine: FasterWhisperStt, seen: list[dict[str, Any]]) -> F
 @pytest.fixture(scope="module")
 def server(whisper: FasterWhisperStt) -> Iterator[tuple[str, list[dict[str, Any]]]]:
     seen: list[dict[str, Any]] = []
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        transcription_app(whisper, seen), log_level="warning", timeout_graceful_shutdown=1
-    )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if srv.started:
-            break
-        threading.Event().wait(0.05)
-    assert srv.started, "test server did not start"
-    yield f"http://127.0.0.1:{port}", seen
-    srv.should_exit = True
-    thread.join(10)
-    sock.close()
+    app = transcription_app(whisper, seen)
+    with serve_in_thread(app, timeout_graceful_shutdown=1) as served:
+        yield served.url, seen
 
 
 def remote(base: str, mode: str, **kwargs: Any) -> OpenAISpeechToText:

@@ -6,15 +6,12 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import socket
-import threading
 from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 import pytest
 import soundfile
 import soxr
-import uvicorn
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
@@ -34,6 +31,8 @@ from avatar.engines.tts.piper import PiperTts
 from avatar.errors import EngineFailed, EngineTimeout, EngineUnavailable
 from avatar.models.store import ModelStore
 from avatar.settings import TtsSettings, TtsSlotSettings
+from avatar.testing.processes import closed_port
+from avatar.testing.serving import serve_in_thread
 from conftest import say_en
 
 pytestmark = pytest.mark.slow
@@ -250,12 +249,6 @@ def test_detect_text_language(text: str, lang: str) -> None:
 # --- OpenAI-compatible remote, against a real local server speaking with Piper ----------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def speech_app(piper: PiperTts) -> FastAPI:
     app = FastAPI()
 
@@ -290,25 +283,9 @@ def speech_app(piper: PiperTts) -> FastAPI:
 
 @pytest.fixture(scope="module")
 def speech_server(piper: PiperTts) -> Iterator[str]:
-    port = free_port()
-    config = uvicorn.Config(
-        speech_app(piper),
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(200):
-        if server.started:
-            break
-        threading.Event().wait(0.05)
-    assert server.started, "the test speech server did not start"
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    app = speech_app(piper)
+    with serve_in_thread(app, what="the test speech server", timeout_graceful_shutdown=1) as served:
+        yield served.url
 
 
 def remote(base_url: str, api_key: str | None = None, timeout_s: float = 30) -> OpenAITextToSpeech:
@@ -359,7 +336,7 @@ async def test_remote_deadline_is_a_timeout(speech_server: str) -> None:
 
 
 async def test_remote_closed_port_is_unavailable() -> None:
-    engine = remote(f"http://127.0.0.1:{free_port()}/v1")
+    engine = remote(f"http://127.0.0.1:{closed_port()}/v1")
     with pytest.raises(EngineUnavailable) as info:
         await chunks(engine.synthesize_stream("Hello."))
     assert "cannot reach" in info.value.message

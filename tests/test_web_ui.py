@@ -8,10 +8,12 @@ Screenshots are kept under test-artifacts/web-ui/.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractContextManager as ContextManager
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -19,19 +21,17 @@ from typing import Any
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from avatar.api.app import create_app
 from avatar.api.ratelimit import RateLimits
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
 from avatar.models.store import ModelStore
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
-from conftest import TEST_TOKEN, LiveServer, free_port, make_settings, say_en
+from conftest import LiveServer, free_port, live_app, say_en, scripted_settings
 from web_fixtures import (
     launch,
     open_page,
     require_chromium,
     screenshot,
-    serve_on,
     wait_until,
     write_wav,
 )
@@ -44,7 +44,7 @@ STORY = " ".join(["Once upon a time there was a small robot who lived by the sea
 @pytest.fixture(autouse=True)
 def fresh_limits(live_server: LiveServer) -> None:
     """Each test starts with fresh rate-limit counters (the UI makes real API calls)."""
-    live_server.app.state.avatar.limits = RateLimits(None)  # type: ignore[attr-defined]
+    live_server.state.limits = RateLimits(None)
 
 
 @pytest.fixture(scope="module")
@@ -137,7 +137,7 @@ async def spoken(
     playwright: Any, live_server: LiveServer, question_wav: Path
 ) -> AsyncIterator[dict[str, Any]]:
     """One hands-free spoken turn through the page: the microphone asks, the page answers."""
-    live_server.app.state.avatar.limits = RateLimits(None)  # type: ignore[attr-defined]
+    live_server.state.limits = RateLimits(None)
     b = await launch(playwright, fake_audio=question_wav)
     context, page, log = await open_page(b, live_server)
     await expect(page.locator("#conn-status")).to_have_attribute("data-state", "open")
@@ -560,17 +560,15 @@ async def test_denied_microphone_is_explained(playwright: Any, live_server: Live
 def scripted(
     tmp_path_factory: pytest.TempPathFactory, model_store: ModelStore
 ) -> Iterator[dict[str, Any]]:
-    """A server with scripted engines (a long, slow reply) that tests may stop and restart."""
-    settings = make_settings(tmp_path_factory.mktemp("webfake"), server={"preload": False})
+    """Serves (``with scripted() as server``) the app with scripted engines (a long, slow
+    reply), always at the same address, so tests may stop and restart it."""
+    settings = scripted_settings(tmp_path_factory.mktemp("webfake"))
     engines = EngineHub(settings, model_store)
     engines.override("llm", ScriptedChat(STORY, interval_s=0.08))
     engines.override("tts.fast", ToneTts(ms_per_word=250))
     # slow to transcribe, so the barge-in's own turn starts well after the cut is checked
     engines.override("stt", ScriptedStt("Wait, stop, tell me something else.", delay_s=4.0))
-    port = free_port()
-    host = f"127.0.0.1:{port}"
-    server = LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, None)
-    yield {"server": server, "port": port, "make_app": lambda: create_app(settings, engines)}
+    yield functools.partial(live_app, settings, hub=engines, port=free_port())
     engines.close()
 
 
@@ -582,11 +580,11 @@ async def _start_story(page: Any) -> None:
 
 
 async def test_barge_in_cuts_playback_at_once(
-    playwright: Any, scripted: dict[str, Any], question_wav: Path
+    playwright: Any, scripted: Callable[[], ContextManager[LiveServer]], question_wav: Path
 ) -> None:
     b = await launch(playwright, fake_audio=question_wav)
-    with serve_on(scripted["make_app"](), scripted["port"]):
-        context, page, log = await open_page(b, scripted["server"])
+    with scripted() as server:
+        context, page, log = await open_page(b, server)
         try:
             await _start_story(page)
             await page.click("#mic-button")  # the question starts 1 s later: a barge-in
@@ -609,12 +607,13 @@ async def test_barge_in_cuts_playback_at_once(
             await b.close()
 
 
-async def test_server_dropping_mid_reply_reconnects(browser: Any, scripted: dict[str, Any]) -> None:
-    server = scripted["server"]
-    with serve_on(scripted["make_app"](), scripted["port"]) as running:
+async def test_server_dropping_mid_reply_reconnects(
+    browser: Any, scripted: Callable[[], ContextManager[LiveServer]]
+) -> None:
+    with scripted() as server:
         context, page, _ = await open_page(browser, server)
         await _start_story(page)
-        running.should_exit = True  # the server goes away while the reply streams
+        server.served.stop_soon()  # the server goes away while the reply streams
         pill = page.locator("#conn-status")
         await expect(pill).to_have_attribute("data-state", re.compile("reconnecting|connecting"))
         await expect(page.locator("#banner")).to_contain_text("dropped in the middle of the reply")
@@ -622,7 +621,7 @@ async def test_server_dropping_mid_reply_reconnects(browser: Any, scripted: dict
         assert (await dataset(page, "#player-stats"))["state"] in ("cut", "idle")
         await screenshot(page, "server-dropped")
     try:
-        with serve_on(scripted["make_app"](), scripted["port"]):  # back on the same port
+        with scripted():  # back on the same port
             await expect(pill).to_have_attribute("data-state", "open", timeout=40_000)
             await expect(page.locator("#banner")).to_be_hidden()
     finally:

@@ -10,7 +10,6 @@ import httpx
 import pytest
 import websockets
 
-from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
 from conftest import say_en
 from wsclient import ChatClient, connect, noise, silence, to_pcm16k
@@ -172,21 +171,12 @@ async def test_streaming_stt_sends_partial_transcripts(
     tmp_path_factory, model_store, question_pcm: bytes
 ) -> None:
     """With Moonshine (a streaming engine) the client sees partials before the final text."""
-    from avatar.api.app import create_app
     from avatar.testing.fakes import ScriptedChat, ToneTts
-    from conftest import LiveServer, make_settings, serve_app
+    from conftest import live_app, scripted_settings
 
-    settings = make_settings(
-        tmp_path_factory.mktemp("partials"), server={"preload": False}, stt={"engine": "moonshine"}
-    )
-    engines = EngineHub(settings, model_store)
-    engines.override("llm", ScriptedChat("Paris."))
-    engines.override("tts.fast", ToneTts())
-    app = create_app(settings, engines)
-    with serve_app(app, settings) as host:
-        server = LiveServer(
-            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
-        )
+    settings = scripted_settings(tmp_path_factory.mktemp("partials"), stt={"engine": "moonshine"})
+    engines = {"llm": ScriptedChat("Paris."), "tts.fast": ToneTts()}
+    with live_app(settings, models=model_store, engines=engines) as server:
         async with connect(server) as ws:
             client = ChatClient(ws)
             await client.until(lambda e: e["type"] == "session_started")
@@ -195,4 +185,3 @@ async def test_streaming_stt_sends_partial_transcripts(
     partials = [e for e in client.of("transcript") if not e["final"]]
     assert partials and client.events.index(partials[0]) < client.events.index(final)
     assert "capital" in final["text"].lower()
-    engines.close()

@@ -13,8 +13,6 @@ import httpx
 import pytest
 import websockets
 
-from avatar.api.app import create_app
-from avatar.engines.hub import EngineHub
 from avatar.errors import EngineUnavailable
 from avatar.testing.fake_openai import (
     DEFAULT_MODEL,
@@ -26,7 +24,7 @@ from avatar.testing.fake_openai import (
 )
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
 from avatar.testing.processes import closed_port
-from conftest import LiveServer, make_settings, serve_app
+from conftest import LiveServer, live_app, scripted_settings
 from wsclient import ChatClient, connect
 
 
@@ -43,24 +41,20 @@ LONG_REPLY = " ".join(["This sentence is spoken slowly for a long time."] * 120)
 
 @pytest.fixture(scope="module")
 def small_server(tmp_path_factory: pytest.TempPathFactory, model_store) -> Iterator[LiveServer]:
-    settings = make_settings(
+    settings = scripted_settings(
         tmp_path_factory.mktemp("small"),
-        server={"preload": False},
         max_sessions=3,
         max_sessions_per_client=3,
         session_idle_timeout_s=1.5,
         send_deadline_s=1.0,
     )
-    hub = EngineHub(settings, model_store)
-    hub.override("llm", ScriptedChat(LONG_REPLY, interval_s=0.0))
-    hub.override("tts.fast", ToneTts(ms_per_word=1000))
-    hub.override("stt", ScriptedStt("hello"))
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        yield LiveServer(
-            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
-        )
-    hub.close()
+    engines = {
+        "llm": ScriptedChat(LONG_REPLY, interval_s=0.0),
+        "tts.fast": ToneTts(ms_per_word=1000),
+        "stt": ScriptedStt("hello"),
+    }
+    with live_app(settings, models=model_store, engines=engines) as server:
+        yield server
 
 
 def open_sessions(server: LiveServer) -> int:
@@ -198,9 +192,7 @@ async def test_llm_backend_faults_are_typed_retried_at_most_once_and_shown_in_he
 ) -> None:
     from avatar.engines.llm.openai_remote import OpenAIChat
 
-    settings = make_settings(tmp_path_factory.mktemp("faults"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("tts.fast", ToneTts(ms_per_word=50))
+    settings = scripted_settings(tmp_path_factory.mktemp("faults"))
     port = closed_port()
     with contextlib.ExitStack() as backend:
         base_url = backend.enter_context(running_fake_openai(fault.mode, port=port, **fault.script))
@@ -213,16 +205,8 @@ async def test_llm_backend_faults_are_typed_retried_at_most_once_and_shown_in_he
                 read_timeout_s=0.5,
             )
         )
-        hub.override("llm", chat)
-        app = create_app(settings, hub)
-        with serve_app(app, settings) as host:
-            server = LiveServer(
-                f"http://{host}",
-                f"ws://{host}",
-                settings.api_token.get_secret_value(),
-                settings,
-                app,
-            )
+        engines = {"tts.fast": ToneTts(ms_per_word=50), "llm": chat}
+        with live_app(settings, models=model_store, engines=engines) as server:
             assert (await health_of(server))["status"] == "ok"
             async with connect(server) as ws:
                 client = ChatClient(ws)
@@ -261,21 +245,14 @@ async def test_llm_backend_faults_are_typed_retried_at_most_once_and_shown_in_he
             health = await health_of(server)
             assert health["status"] == "ok", health["problems"]
             assert health["models"]["llm"]["failing"] is None
-    hub.close()
 
 
 async def test_health_counts_failures_in_a_row_and_names_the_slot(
     tmp_path_factory: pytest.TempPathFactory, model_store
 ) -> None:
-    settings = make_settings(tmp_path_factory.mktemp("health"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("llm", ScriptedChat("Fine words here.", interval_s=0.0))
-    hub.override("tts.fast", FailingTts())
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        server = LiveServer(
-            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
-        )
+    settings = scripted_settings(tmp_path_factory.mktemp("health"))
+    engines = {"llm": ScriptedChat("Fine words here.", interval_s=0.0), "tts.fast": FailingTts()}
+    with live_app(settings, models=model_store, engines=engines) as server:
         async with connect(server) as ws:
             client = ChatClient(ws)
             await client.until(lambda e: e["type"] == "session_started")
@@ -285,4 +262,3 @@ async def test_health_counts_failures_in_a_row_and_names_the_slot(
                 assert health["status"] == "degraded"
                 assert health["models"]["tts.fast"]["failing"]["failures"] == n
                 assert health["models"]["llm"]["failing"] is None
-    hub.close()

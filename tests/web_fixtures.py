@@ -1,4 +1,4 @@
-"""Helpers for the web UI tests: headless Chromium with a fake microphone, page logs, servers.
+"""Helpers for the web UI tests: headless Chromium with a fake microphone and page logs.
 
 The browser is the system Chromium (``/usr/bin/chromium``, or ``AVATAR_TEST_CHROMIUM``) driven by
 Playwright over CDP; ``playwright install`` is never needed. Each distinct fake-microphone file
@@ -9,16 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 
 from avatar.audio.encode import encode_wav
 from avatar.audio.pcm import PcmAudio
@@ -133,24 +130,3 @@ async def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     await page.screenshot(path=str(path), full_page=True)
     return path
-
-
-@contextmanager
-def serve_on(app: Any, port: int) -> Iterator[uvicorn.Server]:
-    """Run ``app`` on 127.0.0.1:``port`` in a thread; the port can be served again later."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, log_level="warning", ws_max_size=1 << 20, lifespan="on"
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("test server did not start")
-        time.sleep(0.05)
-    try:
-        yield server
-    finally:
-        server.should_exit = True
-        thread.join(15)

@@ -27,7 +27,8 @@ from avatar.api.routes import (
     web,
 )
 from avatar.api.security import SecurityHeadersMiddleware
-from avatar.api.state import AppState
+from avatar.api.state import AppState, Services
+from avatar.api.turn_metrics import TurnMetrics
 from avatar.api.ws import connection as ws_connection
 from avatar.api.ws.connection import close_sessions
 from avatar.api.ws.shared_slots import session_slots
@@ -68,6 +69,18 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             await sweep(db, audio, grace_s=0 if db.is_sqlite else DEFAULT_GRACE_S)
         except Exception:  # a failed sweep must not keep the server from starting
             log.exception("start-up sweep of leftover files failed")
+        admission = GpuAdmission(
+            gpu_readings(),
+            sessions_per_gpu=settings.gpu.sessions_per_gpu,
+            hq_max_load=settings.gpu.hq_max_load,
+            reread=gpu_readings,
+        )
+        services = Services(
+            recorder=StorageTurnRecorder(db, audio),
+            voices=ProfileVoices(db, audio),
+            metrics=TurnMetrics(),
+            gpu_admission=admission,
+        )
         state = AppState(
             settings=settings,
             hub=hub or EngineHub(settings),
@@ -76,17 +89,8 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
             sessions=session_slots(settings),
             db=db,
             audio=audio,
+            services=services,
         )
-        state.services["recorder"] = StorageTurnRecorder(state.db, state.audio)
-        state.services["voices"] = ProfileVoices(state.db, state.audio)
-        state.services["metrics"] = metrics.TurnMetrics()
-        admission = GpuAdmission(
-            gpu_readings(),
-            sessions_per_gpu=settings.gpu.sessions_per_gpu,
-            hq_max_load=settings.gpu.hq_max_load,
-            reread=gpu_readings,
-        )
-        state.services["gpu_admission"] = admission
         engines = state.hub
         engines.hq_gate = lambda: admission.hq_allowed(engines.placement.gpu_for("tts.hq"))
         app.state.avatar = state

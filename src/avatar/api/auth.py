@@ -12,8 +12,9 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
+from avatar.api.deps import app_state
 from avatar.api.errors import ApiError
-from avatar.api.state import AppState, app_state
+from avatar.api.state import AppState
 
 COOKIE = "avatar_token"
 

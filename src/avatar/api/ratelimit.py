@@ -1,6 +1,7 @@
 """Rate limits per client and route, in memory by default or in Redis for several processes.
 
 Built on the ``limits`` library (moving window). Exceeding a limit answers 429 with Retry-After.
+The route dependency (``limit("5/minute")``) is in :mod:`avatar.api.deps`.
 """
 
 from __future__ import annotations
@@ -8,17 +9,14 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
-from typing import Annotated, Any
 
-from fastapi import Depends, Request
-from limits import RateLimitItem, parse
+from fastapi import Request
+from limits import RateLimitItem
 from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
 from avatar.api.errors import ApiError
-from avatar.api.state import AppState, app_state
 
 log = logging.getLogger("avatar.limits")
 REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
@@ -68,19 +66,3 @@ class RateLimits:
 
 def client_key(request: Request) -> str:
     return request.client.host if request.client else "unknown"
-
-
-def rate_limit(spec: str) -> Callable[..., Awaitable[None]]:
-    """A route dependency enforcing ``spec`` (e.g. "5/minute") per client and route."""
-    item = parse(spec)
-
-    async def check(request: Request, state: Annotated[AppState, Depends(app_state)]) -> None:
-        route = request.scope.get("route")
-        path = getattr(route, "path", request.url.path)
-        await state.limits.hit(item, client_key(request), request.method, path)
-
-    return check
-
-
-def limit(spec: str) -> Any:
-    return Depends(rate_limit(spec))

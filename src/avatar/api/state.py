@@ -1,20 +1,41 @@
-"""What the running server shares between requests, reachable as ``app.state.avatar``."""
+"""What the running server shares between requests, reachable as ``app.state.avatar``.
+
+The app factory (:func:`avatar.api.app.create_app`) builds it once at start-up: the composition
+root. Route dependencies that read it are in :mod:`avatar.api.deps`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from fastapi import Request
 from starlette.requests import HTTPConnection
 
+from avatar.api.ratelimit import RateLimits
+from avatar.api.turn_metrics import TurnMetrics
+from avatar.api.ws.shared_slots import SessionAdmission
 from avatar.engines.hub import EngineHub
+from avatar.pipeline.session import VoiceSession
+from avatar.services.recorder import StorageTurnRecorder
+from avatar.services.voices import ProfileVoices
 from avatar.settings import Settings
 from avatar.storage import AudioStore, Database
+from avatar.system.admission import GpuAdmission
 
-if TYPE_CHECKING:
-    from avatar.api.ratelimit import RateLimits
-    from avatar.api.ws.shared_slots import SessionAdmission
+
+@dataclass
+class Services:
+    """The use cases every voice session and request shares."""
+
+    recorder: StorageTurnRecorder
+    voices: ProfileVoices
+    metrics: TurnMetrics
+    gpu_admission: GpuAdmission
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """A service by name, as ``api/ws/connection.py`` still asks (until issue 12's session
+        refactor reads the fields)."""
+        return getattr(self, name, default)
 
 
 @dataclass
@@ -26,13 +47,9 @@ class AppState:
     sessions: SessionAdmission
     db: Database
     audio: AudioStore
-    services: dict[str, Any] = field(default_factory=dict)
-    open_sessions: dict[str, Any] = field(default_factory=dict)
-
-
-def app_state(request: Request) -> AppState:
-    return request.app.state.avatar  # type: ignore[no-any-return]
+    services: Services
+    open_sessions: dict[str, VoiceSession] = field(default_factory=dict)
 
 
 def connection_state(conn: HTTPConnection) -> AppState:
-    return conn.app.state.avatar  # type: ignore[no-any-return]
+    return conn.app.state.avatar

@@ -1,0 +1,1 @@
+"""Audio values and codecs: :class:`PcmAudio`, decoding untrusted uploads, encoding, resampling."""

@@ -1,0 +1,1 @@
+"""``avatar bench``: measurements through the real server and engines (figures in BENCHMARKS.md)."""

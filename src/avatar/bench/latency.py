@@ -192,36 +192,15 @@ def summarize(results: list[TurnResult]) -> dict[str, dict[str, float]]:
 @contextmanager
 def served(settings: Settings, hub: EngineHub) -> Iterator[str]:
     """Run the real app on a free loopback port in this process; yields ws://host:port."""
-    import socket
-    import threading
-
-    import uvicorn
-
     from avatar.api.app import create_app
+    from avatar.testing.serving import serve_in_thread
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(settings, hub),
-            host="127.0.0.1",
-            port=port,
-            log_level="warning",
-            ws_max_size=1 << 20,
-        )
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    while not server.started:
-        if not thread.is_alive():
-            raise RuntimeError("benchmark server did not start")
-        time.sleep(0.05)
-    try:
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(10)
+    app = create_app(settings, hub)
+    # preloading the real models may take minutes on a small machine
+    with serve_in_thread(
+        app, what="benchmark server", start_timeout_s=600, ws_max_size=1 << 20
+    ) as served:
+        yield f"ws://{served.host}"
 
 
 def plot(runs: dict[str, list[TurnResult]], path: Path) -> None:

@@ -1,0 +1,1 @@
+"""The ``avatar`` command line: serve, models, doctor, backup, one-shot voice commands, bench."""

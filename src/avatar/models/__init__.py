@@ -1,0 +1,1 @@
+"""The model catalog (named models, sources, hashes, licences) and the verified on-disk store."""

@@ -10,21 +10,24 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import Literal
 
-from avatar.api.schemas.conversations import (
-    MetricSummaryPublic,
-    SearchHitPublic,
-    SearchPage,
-    SessionDetail,
-    SessionPage,
-    SessionPublic,
-    Side,
-    StatsPublic,
-    TurnPublic,
+from avatar.storage import (
+    AudioStore,
+    ConversationRow,
+    Conversations,
+    ConversationStats,
+    Database,
+    NotFound,
+    Page,
+    SearchHit,
+    TurnRow,
+    UnsafePath,
 )
-from avatar.storage import AudioStore, Conversations, Database, NotFound, TurnRow, UnsafePath
 
 log = logging.getLogger("avatar.conversations")
+
+Side = Literal["user", "assistant"]
 
 MEDIA_TYPES = {
     ".wav": "audio/wav",
@@ -43,6 +46,14 @@ class AudioFile:
     path: Path
     media_type: str
     filename: str
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSession:
+    """One stored conversation and its turns in order, as read in one transaction."""
+
+    session: ConversationRow
+    turns: list[TurnRow]
 
 
 def safe_stem(session_id: str) -> str:
@@ -76,61 +87,23 @@ class ConversationService:
     def __init__(self, db: Database, audio: AudioStore) -> None:
         self.db, self.audio = db, audio
 
-    async def list_sessions(self, page: int, page_size: int) -> SessionPage:
+    async def list_sessions(self, page: int, page_size: int) -> Page[ConversationRow]:
         async with self.db.read() as session:
-            found = await Conversations(session).list_sessions(page, page_size)
-        return SessionPage(
-            items=[SessionPublic.model_validate(row) for row in found.items],
-            page=found.page,
-            page_size=found.page_size,
-            total=found.total,
-            pages=found.pages,
-        )
+            return await Conversations(session).list_sessions(page, page_size)
 
-    async def get_session(self, session_id: str) -> SessionDetail:
-        detail, _ = await self.get_turns(session_id)
-        return detail
-
-    async def get_turns(self, session_id: str) -> tuple[SessionDetail, list[TurnRow]]:
-        """The public session and its raw turn rows (for exports that need the audio paths)."""
+    async def get_session(self, session_id: str) -> StoredSession:
+        """The session and its turn rows; :class:`NotFound` for an unknown id."""
         async with self.db.read() as session:
             row = await Conversations(session).get_session(session_id)
-            turns = list(row.turns)
-        detail = SessionDetail.model_validate(
-            {
-                **SessionPublic.model_validate(row).model_dump(),
-                "turns": [TurnPublic.from_row(turn) for turn in turns],
-            }
-        )
-        return detail, turns
+            return StoredSession(row, list(row.turns))
 
-    async def search(self, query: str, page: int, page_size: int) -> SearchPage:
+    async def search(self, query: str, page: int, page_size: int) -> Page[SearchHit]:
         async with self.db.read() as session:
-            found = await Conversations(session).search(query, page, page_size)
-        return SearchPage(
-            query=query,
-            items=[SearchHitPublic.model_validate(hit) for hit in found.items],
-            page=found.page,
-            page_size=found.page_size,
-            total=found.total,
-            pages=found.pages,
-        )
+            return await Conversations(session).search(query, page, page_size)
 
-    async def stats(self) -> StatsPublic:
+    async def stats(self) -> ConversationStats:
         async with self.db.read() as session:
-            totals = await Conversations(session).stats()
-        return StatsPublic(
-            sessions=totals.sessions,
-            turns=totals.turns,
-            audio_minutes=round(totals.audio_minutes, 4),
-            user_audio_minutes=round(totals.user_audio_minutes, 4),
-            assistant_audio_minutes=round(totals.assistant_audio_minutes, 4),
-            latency_ms={
-                key: MetricSummaryPublic.model_validate(summary)
-                for key, summary in totals.metrics.items()
-                if key.endswith("_ms")
-            },
-        )
+            return await Conversations(session).stats()
 
     async def turn_audio(self, session_id: str, index: int, side: Side) -> AudioFile:
         """The audio of one side of a turn; :class:`NotFound` when there is none."""

@@ -10,6 +10,7 @@ under server-made names (``turn-003-user.wav``).
 from __future__ import annotations
 
 import asyncio
+import copy
 import html
 import json
 import shutil
@@ -18,12 +19,12 @@ import zipfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from avatar import __version__
-from avatar.api.schemas.conversations import ExportFormat, SessionDetail, Side
 from avatar.services.conversations import (
-    ConversationService,
+    Side,
+    StoredSession,
     locate,
     safe_stem,
     side_audio,
@@ -33,6 +34,7 @@ from avatar.storage import AudioStore, TurnRow
 from avatar.storage.audio_store import TEMP_PREFIX, TEMP_SUFFIX
 
 FORMAT_VERSION = 1
+ExportFormat = Literal["json", "markdown", "zip"]
 SIDES: tuple[Side, ...] = ("user", "assistant")
 
 
@@ -46,9 +48,10 @@ class ExportFile:
     path: Path | None = None
 
 
-def document(detail: SessionDetail, files: dict[tuple[int, Side], str] | None = None) -> Any:
-    """The JSON export: every stored field; with ``files``, each turn names its audio in the zip."""
-    data = detail.model_dump(mode="json")
+def document(public: dict[str, Any], files: dict[tuple[int, Side], str] | None = None) -> Any:
+    """The JSON export: the session as the API shows it (``public``, JSON-ready); with ``files``,
+    each turn names its audio in the zip."""
+    data = copy.deepcopy(public)
     if files is not None:
         for turn in data["turns"]:
             for side in SIDES:
@@ -62,8 +65,8 @@ def document(detail: SessionDetail, files: dict[tuple[int, Side], str] | None = 
     }
 
 
-def to_json(detail: SessionDetail, files: dict[tuple[int, Side], str] | None = None) -> bytes:
-    return json.dumps(document(detail, files), ensure_ascii=False, indent=2).encode()
+def to_json(public: dict[str, Any], files: dict[tuple[int, Side], str] | None = None) -> bytes:
+    return json.dumps(document(public, files), ensure_ascii=False, indent=2).encode()
 
 
 def _iso(moment: datetime) -> str:
@@ -85,8 +88,9 @@ def _latencies(metrics: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def to_markdown(detail: SessionDetail) -> str:
+def to_markdown(stored: StoredSession) -> str:
     """A transcript for people: a header, then each turn's user and assistant text."""
+    detail = stored.session
     title = html.escape(detail.title or f"Conversation {detail.id}", quote=False)
     out = [
         f"# {title}",
@@ -95,10 +99,10 @@ def to_markdown(detail: SessionDetail) -> str:
         f"- Started: {_iso(detail.created_at)}",
         f"- Last activity: {_iso(detail.updated_at)}",
         f"- Language: {detail.language or 'auto'}",
-        f"- Turns: {len(detail.turns)}",
+        f"- Turns: {len(stored.turns)}",
         "",
     ]
-    for turn in detail.turns:
+    for turn in stored.turns:
         out += [
             f"## Turn {turn.index} ({_iso(turn.created_at)})",
             "",
@@ -140,15 +144,15 @@ def _add_audio(
     return files
 
 
-def write_zip(audio: AudioStore, detail: SessionDetail, turns: list[TurnRow]) -> Path:
+def write_zip(audio: AudioStore, stored: StoredSession, public: dict[str, Any]) -> Path:
     """Build the archive in a temp file under ``exports/`` and return its path (blocking)."""
     target = audio.path(f"exports/{TEMP_PREFIX}{uuid.uuid4().hex}{TEMP_SUFFIX}")
     try:
         with target.open("xb") as fh, zipfile.ZipFile(fh, "w") as archive:
-            files = _add_audio(archive, audio, turns)
+            files = _add_audio(archive, audio, stored.turns)
             deflate = zipfile.ZIP_DEFLATED
-            archive.writestr("conversation.json", to_json(detail, files), compress_type=deflate)
-            archive.writestr("conversation.md", to_markdown(detail), compress_type=deflate)
+            archive.writestr("conversation.json", to_json(public, files), compress_type=deflate)
+            archive.writestr("conversation.md", to_markdown(stored), compress_type=deflate)
     except BaseException:
         target.unlink(missing_ok=True)
         raise
@@ -156,16 +160,15 @@ def write_zip(audio: AudioStore, detail: SessionDetail, turns: list[TurnRow]) ->
 
 
 async def export_session(
-    service: ConversationService, session_id: str, fmt: ExportFormat
+    audio: AudioStore, stored: StoredSession, public: dict[str, Any], fmt: ExportFormat
 ) -> ExportFile:
-    """The export of one session in ``fmt``; :class:`NotFound` for an unknown session."""
-    detail, turns = await service.get_turns(session_id)
-    stem = f"conversation-{safe_stem(detail.id)}"
+    """The export of one session in ``fmt``; ``public`` is its JSON form (see :func:`document`)."""
+    stem = f"conversation-{safe_stem(stored.session.id)}"
     if fmt == "json":
-        return ExportFile("application/json", f"{stem}.json", content=to_json(detail))
+        return ExportFile("application/json", f"{stem}.json", content=to_json(public))
     if fmt == "markdown":
         return ExportFile(
-            "text/markdown; charset=utf-8", f"{stem}.md", content=to_markdown(detail).encode()
+            "text/markdown; charset=utf-8", f"{stem}.md", content=to_markdown(stored).encode()
         )
-    path = await asyncio.to_thread(write_zip, service.audio, detail, turns)
+    path = await asyncio.to_thread(write_zip, audio, stored, public)
     return ExportFile("application/zip", f"{stem}.zip", path=path)

@@ -17,7 +17,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
@@ -31,6 +30,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from avatar.testing.processes import closed_port, stop, wait_until_answering
+from avatar.testing.serving import serve_in_thread
 
 DEFAULT_TOKENS = ("Hello", "!", " I", " am", " a", " fake", " model", ".")
 DEFAULT_MODEL = "fake-model"
@@ -239,30 +239,13 @@ def running_fake_openai(
         with _unaccepting_port() as hanging:
             yield f"http://127.0.0.1:{hanging}/v1"
         return
-    sock = socket.socket()
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", port))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        create_fake_openai_app(mode, **script),
-        log_level="critical",
-        lifespan="off",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 10
-        while not server.started:
-            if not thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the fake OpenAI server did not start")
-            time.sleep(0.01)
-        yield f"http://127.0.0.1:{port}/v1"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=5)
-        sock.close()
+    app = create_fake_openai_app(mode, **script)
+    options: dict[str, Any] = {"lifespan": "off", "timeout_graceful_shutdown": 1}
+    what = "the fake OpenAI server"
+    with serve_in_thread(
+        app, port=port, what=what, start_timeout_s=10, log_level="critical", **options
+    ) as served:
+        yield f"{served.url}/v1"
 
 
 @contextmanager

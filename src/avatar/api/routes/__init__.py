@@ -1,0 +1,1 @@
+"""The REST routers, one module per resource: parse, call a service, map to a public schema."""

@@ -15,18 +15,11 @@ from fastapi.responses import FileResponse, Response
 from starlette.types import Receive, Scope, Send
 
 from avatar.api.auth import Reader, Writer
-from avatar.api.ratelimit import limit
-from avatar.api.schemas.conversations import (
-    ExportFormat,
-    SearchPage,
-    SessionDetail,
-    SessionPage,
-    Side,
-    StatsPublic,
-)
-from avatar.api.state import AppState, app_state
-from avatar.services.conversations import ConversationService
-from avatar.services.export import export_session
+from avatar.api.deps import app_state, limit
+from avatar.api.schemas.conversations import SearchPage, SessionDetail, SessionPage, StatsPublic
+from avatar.api.state import AppState
+from avatar.services.conversations import ConversationService, Side
+from avatar.services.export import ExportFormat, export_session
 
 router = APIRouter(prefix="/api/conversations", tags=["conversations"])
 
@@ -72,7 +65,7 @@ async def list_sessions(
     service: Service, page: PageNumber = 1, page_size: PageSize = 20
 ) -> SessionPage:
     """Sessions, most recently active first, with their title, language and turn count."""
-    return await service.list_sessions(page, page_size)
+    return SessionPage.from_page(await service.list_sessions(page, page_size))
 
 
 @router.get("/sessions/search", dependencies=[Reader, limit("15/minute")])
@@ -87,19 +80,19 @@ async def search(
     Every character is literal (quotes, operators, wildcards are not syntax). Snippets are
     HTML-escaped with the matches wrapped in ``<mark>``, safe to insert as HTML.
     """
-    return await service.search(query, page, page_size)
+    return SearchPage.from_page(query, await service.search(query, page, page_size))
 
 
 @router.get("/sessions/stats", dependencies=[Reader, limit("10/minute")])
 async def stats(service: Service) -> StatsPublic:
     """Sessions, turns, audio minutes, and average / p95 of each stage latency."""
-    return await service.stats()
+    return StatsPublic.from_stats(await service.stats())
 
 
 @router.get("/{session_id}", dependencies=[Reader, limit("30/minute")], responses=NOT_FOUND)
 async def get_session(service: Service, session_id: SessionId) -> SessionDetail:
     """One session with all its turns: texts, what was heard, metrics, audio durations and URLs."""
-    return await service.get_session(session_id)
+    return SessionDetail.from_stored(await service.get_session(session_id))
 
 
 @router.get(
@@ -150,7 +143,9 @@ async def export(
     ),
 ) -> Response:
     """Download a session: full JSON, a Markdown transcript, or a zip of both plus all audio."""
-    found = await export_session(service, session_id, format)
+    stored = await service.get_session(session_id)
+    public = SessionDetail.from_stored(stored).model_dump(mode="json")
+    found = await export_session(service.audio, stored, public, format)
     if found.path is not None:
         return TempFileResponse(found.path, media_type=found.media_type, filename=found.filename)
     return Response(found.content, media_type=found.media_type, headers=attachment(found.filename))

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from avatar import __version__
-from avatar.api.ratelimit import limit
-from avatar.api.state import AppState, app_state
+from avatar.api.deps import app_state, limit
+from avatar.api.state import AppState
 
 router = APIRouter(tags=["system"])
 MIN_FREE_DISK_MB = 500

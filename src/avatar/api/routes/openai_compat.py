@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 
 from avatar.api.auth import Reader, Writer
-from avatar.api.ratelimit import rate_limit
+from avatar.api.deps import app_state, rate_limit
 from avatar.api.routes.openai_errors import (
     ERROR_RESPONSES,
     UPLOAD_LIMIT,
@@ -43,7 +43,7 @@ from avatar.api.schemas.openai import (
     Usage,
     chat_stream_event,
 )
-from avatar.api.state import AppState, app_state
+from avatar.api.state import AppState
 from avatar.audio.decode import AudioLimits, decode_audio
 from avatar.engines.base import ChatModel
 from avatar.errors import AvatarError

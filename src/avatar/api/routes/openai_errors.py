@@ -23,9 +23,9 @@ from starlette.exceptions import HTTPException
 from starlette.types import Message
 
 from avatar.api.auth import require_token
+from avatar.api.deps import app_state
 from avatar.api.errors import _CODES, ApiError
 from avatar.api.schemas.openai import OpenAIErrorDetail, OpenAIErrorPublic
-from avatar.api.state import app_state
 from avatar.errors import AvatarError
 
 log = logging.getLogger("avatar.api")

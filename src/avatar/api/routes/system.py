@@ -7,8 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 
 from avatar.api.auth import Reader, Writer
-from avatar.api.ratelimit import limit
-from avatar.api.state import AppState, app_state
+from avatar.api.deps import app_state, limit
+from avatar.api.state import AppState
 from avatar.services import system
 from avatar.system.gpus import gpu_readings
 
@@ -21,10 +21,9 @@ async def info(state: State) -> dict[str, Any]:
     """CPU, RAM, GPUs (free and total VRAM through NVML where present), versions."""
     data = system.machine_info()
     data["placement"] = state.hub.placement.to_dict()
-    admission = state.services.get("gpu_admission")
-    if admission is not None:
-        admission.update_readings(gpu_readings())
-        data["admission"] = admission.status()
+    admission = state.services.gpu_admission
+    admission.update_readings(gpu_readings())
+    data["admission"] = admission.status()
     data["sessions"] = {"open": state.sessions.open, "max": state.settings.max_sessions}
     return data
 

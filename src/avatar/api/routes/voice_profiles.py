@@ -18,8 +18,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import Message, Receive
 
 from avatar.api.auth import Reader, Writer, require_token
+from avatar.api.deps import app_state, limit
 from avatar.api.errors import ApiError
-from avatar.api.ratelimit import limit
 from avatar.api.schemas.voice_profiles import (
     NAME_CHARS,
     TEXT_CHARS,
@@ -27,7 +27,7 @@ from avatar.api.schemas.voice_profiles import (
     VoiceProfilePublic,
     VoiceProfileUpdate,
 )
-from avatar.api.state import AppState, app_state
+from avatar.api.state import AppState
 from avatar.audio.encode import encode_wav
 from avatar.services.voice_profiles import MAX_UPLOAD_BYTES, ProfileUpload, VoiceProfileService
 from avatar.services.voices import ProfileVoices, speak_as

@@ -7,14 +7,13 @@ audio URL uses. Stored audio paths never leave the server: a turn carries URLs i
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from avatar.storage import TurnRow
+from avatar.services.conversations import Side, StoredSession
+from avatar.storage import ConversationRow, ConversationStats, Page, SearchHit, TurnRow
 
-Side = Literal["user", "assistant"]
-ExportFormat = Literal["json", "markdown", "zip"]
 PREFIX = "/api/conversations"
 
 
@@ -74,6 +73,15 @@ class SessionDetail(SessionPublic):
 
     turns: list[TurnPublic]
 
+    @classmethod
+    def from_stored(cls, stored: StoredSession) -> SessionDetail:
+        return cls.model_validate(
+            {
+                **SessionPublic.model_validate(stored.session).model_dump(),
+                "turns": [TurnPublic.from_row(turn) for turn in stored.turns],
+            }
+        )
+
 
 class PageInfo(BaseModel):
     """Paging of a list: 1-based ``page``, ``total`` items over ``pages`` pages."""
@@ -88,6 +96,16 @@ class SessionPage(PageInfo):
     """Sessions, most recently active first."""
 
     items: list[SessionPublic]
+
+    @classmethod
+    def from_page(cls, found: Page[ConversationRow]) -> SessionPage:
+        return cls(
+            items=[SessionPublic.model_validate(row) for row in found.items],
+            page=found.page,
+            page_size=found.page_size,
+            total=found.total,
+            pages=found.pages,
+        )
 
 
 class SearchHitPublic(BaseModel):
@@ -107,6 +125,17 @@ class SearchPage(PageInfo):
 
     query: str
     items: list[SearchHitPublic]
+
+    @classmethod
+    def from_page(cls, query: str, found: Page[SearchHit]) -> SearchPage:
+        return cls(
+            query=query,
+            items=[SearchHitPublic.model_validate(hit) for hit in found.items],
+            page=found.page,
+            page_size=found.page_size,
+            total=found.total,
+            pages=found.pages,
+        )
 
 
 class MetricSummaryPublic(BaseModel):
@@ -130,3 +159,18 @@ class StatsPublic(BaseModel):
     latency_ms: dict[str, MetricSummaryPublic] = Field(
         description="Per stage latency metric (e.g. stt_ms, voice_to_voice_ms): avg and p95."
     )
+
+    @classmethod
+    def from_stats(cls, totals: ConversationStats) -> StatsPublic:
+        return cls(
+            sessions=totals.sessions,
+            turns=totals.turns,
+            audio_minutes=round(totals.audio_minutes, 4),
+            user_audio_minutes=round(totals.user_audio_minutes, 4),
+            assistant_audio_minutes=round(totals.assistant_audio_minutes, 4),
+            latency_ms={
+                key: MetricSummaryPublic.model_validate(summary)
+                for key, summary in totals.metrics.items()
+                if key.endswith("_ms")
+            },
+        )

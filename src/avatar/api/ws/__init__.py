@@ -1,0 +1,1 @@
+"""The ``/ws/chat`` transport: the connection loop, the wire protocol, session admission."""

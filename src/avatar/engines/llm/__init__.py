@@ -1,0 +1,1 @@
+"""Chat engines: llama.cpp locally, any OpenAI-compatible server remotely."""

@@ -1,0 +1,1 @@
+"""Speaker encoders: voiceprints (d-vectors) of reference recordings."""

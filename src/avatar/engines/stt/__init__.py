@@ -1,0 +1,1 @@
+"""Speech-to-text engines: faster-whisper, Moonshine (streaming), OpenAI-compatible remotes."""

@@ -1,0 +1,1 @@
+"""Text-to-speech engines: Piper and espeak-ng (fast), cloning engines (hq), remotes, modes."""

@@ -1,0 +1,1 @@
+"""Voice activity detection: Silero per 32 ms frame, and offline speech segmentation."""
