@@ -7,7 +7,6 @@ root. Route dependencies that read it are in :mod:`avatar.api.deps`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from starlette.requests import HTTPConnection
 
@@ -31,11 +30,6 @@ class Services:
     voices: ProfileVoices
     metrics: TurnMetrics
     gpu_admission: GpuAdmission
-
-    def get(self, name: str, default: Any = None) -> Any:
-        """A service by name, as ``api/ws/connection.py`` still asks (until issue 12's session
-        refactor reads the fields)."""
-        return getattr(self, name, default)
 
 
 @dataclass

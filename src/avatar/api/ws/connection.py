@@ -71,7 +71,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
     requested = ws.query_params.get("session_id", "")
     session_id = requested if _SESSION_ID.match(requested) else uuid.uuid4().hex
     deadline = state.settings.send_deadline_s
-    admission = state.services.get("gpu_admission")
+    admission = state.services.gpu_admission
     seat = None
     if admission is not None:
         try:
@@ -102,9 +102,9 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         state.hub,
         session_id,
         send,
-        recorder=state.services.get("recorder"),
-        voices=state.services.get("voices"),
-        on_turn_end=getattr(state.services.get("metrics"), "observe", None),
+        recorder=state.services.recorder,
+        voices=state.services.voices,
+        on_turn_end=state.services.metrics.observe,
     )
     session.websocket = ws
     state.open_sessions[session_id] = session
