@@ -83,7 +83,9 @@ class LlmSettings(BaseModel):
     """Chat model engine."""
 
     engine: str = Field("llama-cpp", description="Registry name of the LLM engine.")
-    model: str = Field("qwen2.5-0.5b-instruct", description="Catalog name, path or remote model.")
+    model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Catalog name, path or remote model."
+    )
     threads: int = Field(2, ge=1, description="CPU threads for local inference.")
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
@@ -114,6 +116,16 @@ class TtsSlotSettings(BaseModel):
 
     engine: str = Field(..., description="Registry name of the TTS engine.")
     model: str | None = Field(None, description="Catalog name, path or remote model/voice.")
+
+    @model_validator(mode="after")
+    def _base_url_needs_remote_engine(self) -> TtsSlotSettings:
+        if self.base_url and self.engine != "openai":
+            raise ValueError(
+                f"base_url needs the remote engine (engine is {self.engine!r}):"
+                " also set AVATAR_TTS__<SLOT>__ENGINE=openai"
+            )
+        return self
+
     voice: str | None = Field(None, description="Engine voice name.")
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
@@ -121,17 +133,27 @@ class TtsSlotSettings(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")
 
 
+FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe"}
+
+
 class TtsSettings(BaseModel):
     """Text-to-speech: two slots and the mode that picks between them."""
 
     mode: Literal["fast", "hq", "auto"] = Field("auto", description="Default mode for replies.")
-    fast: TtsSlotSettings = Field(
-        default_factory=lambda: TtsSlotSettings(engine="embedded", model="piper-joe")
-    )
+    fast: TtsSlotSettings = Field(default_factory=lambda: TtsSlotSettings(**FAST_DEFAULT))
     hq: TtsSlotSettings | None = Field(None, description="High-quality engine; unset by default.")
     hq_latency_budget_ms: int = Field(
         1500, ge=0, description="auto uses hq only while its first-audio latency stays under this."
     )
+
+    @field_validator("fast", mode="before")
+    @classmethod
+    def _fast_fields_over_default(cls, value: Any) -> Any:
+        # AVATAR_TTS__FAST__VOICE alone changes that field of the default slot, instead of
+        # replacing the slot with one that has no engine.
+        if isinstance(value, dict) and "engine" not in value:
+            return {**FAST_DEFAULT, **value}
+        return value
 
 
 class GpuSettings(BaseModel):

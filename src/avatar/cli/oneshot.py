@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from avatar.cli.console import console, err_console, run_async, settings, user_errors
-from avatar.engines.hub import EngineHub
 from avatar.errors import AudioError
+
+if TYPE_CHECKING:
+    pass
+
 
 # Engines and audio codecs are imported inside the commands, so `avatar --help` stays instant.
 
@@ -27,6 +31,7 @@ def transcribe(
     language: str = typer.Option(None, "--language", "-l", help="Language code; auto if unset."),
 ) -> None:
     """Print the transcript of an audio file."""
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())
@@ -44,6 +49,7 @@ def say(
 ) -> None:
     """Synthesize TEXT to a WAV file."""
     from avatar.audio.encode import encode_wav
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())
@@ -55,6 +61,7 @@ def say(
 @user_errors
 def ask(question: str = typer.Argument(..., help="The question.")) -> None:
     """Stream the LLM's answer to the terminal."""
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())
@@ -76,6 +83,7 @@ def talk(
 ) -> None:
     """One whole voice turn offline: transcribe, answer, speak."""
     from avatar.audio.encode import encode_wav
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())

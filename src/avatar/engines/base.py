@@ -118,6 +118,7 @@ class GenerationOptions:
     max_tokens: int = 200
     temperature: float = 0.7
     stop: tuple[str, ...] = ()
+    json_mode: bool = False  # the reply must be one JSON object (engines with ``json_mode``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +126,7 @@ class LlmCapabilities:
     streaming: bool = True
     context_tokens: int = 4096
     remote: bool = False
+    json_mode: bool = False  # can constrain a reply to valid JSON (a grammar, or the server's)
 
 
 class ChatModel(Engine, Protocol):

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import ModelError, ModelHashMismatch, ModelPackageMissing
-from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedFiles, PackagedParts
+from avatar.models.catalog import (
+    CATALOG,
+    ModelFile,
+    ModelSpec,
+    PackagedFiles,
+    PackagedParts,
+    canonical_name,
+)
 
 # progress(description, done_bytes, total_bytes)
 Progress = Callable[[str, int, int], None]
@@ -76,7 +83,7 @@ class ModelStore:
 
     def spec(self, name: str) -> ModelSpec:
         try:
-            return self.catalog[name]
+            return self.catalog[canonical_name(name, self.catalog)]
         except KeyError:
             raise ModelError(
                 f"unknown model {name!r}",
@@ -87,7 +94,8 @@ class ModelStore:
     def path(self, name_or_path: str, progress: Progress | None = None) -> Path:
         """A loadable path: a local file/folder as given, or the verified catalog model."""
         local = Path(name_or_path).expanduser()
-        if name_or_path not in self.catalog and (local.is_absolute() or local.exists()):
+        known = canonical_name(name_or_path, self.catalog) in self.catalog
+        if not known and (local.is_absolute() or local.exists()):
             if not local.exists():
                 raise ModelError(f"model path {local} does not exist", code="model_missing")
             return local

@@ -24,6 +24,8 @@ from avatar.api.routes.openai_errors import (
     UPLOAD_LIMIT,
     OpenAIRoute,
     error_body,
+    not_found_response,
+    unsupported_parameter,
     upload_too_large,
 )
 from avatar.api.schemas.openai import (
@@ -46,6 +48,7 @@ from avatar.api.schemas.openai import (
 from avatar.api.state import AppState, app_state
 from avatar.audio.decode import AudioLimits, decode_audio
 from avatar.engines.base import ChatModel
+from avatar.models.catalog import aliases_of
 from avatar.errors import AvatarError
 from avatar.services import openai_chat, openai_speech
 
@@ -56,7 +59,7 @@ READ_BLOCK = 1 << 20
 
 
 def _responses(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int | str, Any]:
-    out: dict[int | str, Any] = {s: ERROR_RESPONSES[s] for s in (401, 422, 429, *statuses)}
+    out: dict[int | str, Any] = {s: ERROR_RESPONSES[s] for s in (400, 401, 429, *statuses)}
     if ok is not None:
         out[200] = ok
     return out
@@ -191,6 +194,12 @@ async def create_chat_completion(
 
     Without a system message the configured system prompt is used. Text content only.
     """
+    refused = body.unsupported()
+    if refused is not None:
+        raise unsupported_parameter(*refused)
+    llm = state.hub.llm
+    if body.json_mode and not llm.capabilities.json_mode:
+        raise unsupported_parameter("response_format", "this chat engine has no JSON mode")
     cfg = state.settings.llm
     messages = [(m.role, m.text()) for m in body.messages]
     run = openai_chat.ChatRun(
@@ -201,9 +210,9 @@ async def create_chat_completion(
             body.max_completion_tokens or body.max_tokens,
             body.temperature,
             body.stop_sequences(),
+            json_mode=body.json_mode,
         ),
     )
-    llm = state.hub.llm
     deltas = await openai_chat.start(llm, run)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -266,6 +275,23 @@ async def _events(
 async def list_models(state: State) -> ModelListPublic:
     """The configured models (speech-to-text, chat, text-to-speech), OpenAI's list format.
     60/minute."""
+    return ModelListPublic(data=configured_models(state))
+
+
+@router.get(
+    "/models/{model_id:path}",
+    dependencies=[Reader, Depends(rate_limit("60/minute"))],
+    responses={s: ERROR_RESPONSES[s] for s in (401, 404, 429)},
+)
+async def retrieve_model(model_id: str, state: State) -> ModelPublic | Response:
+    """One configured model by id (OpenAI's ``models.retrieve``); old ids are aliases."""
+    for model in configured_models(state):
+        if model_id == model.id or model_id in aliases_of(model.id):
+            return model
+    return not_found_response(f"/v1/models/{model_id}", what=f"no model '{model_id}'")
+
+
+def configured_models(state: AppState) -> list[ModelPublic]:
     s = state.settings
     slots = [
         ("stt", s.stt.model),
@@ -277,4 +303,4 @@ async def list_models(state: State) -> ModelListPublic:
     seen: dict[str, ModelPublic] = {}
     for slot, name in slots:
         seen.setdefault(name, ModelPublic(id=name, owned_by=f"avatar ({slot})"))
-    return ModelListPublic(data=list(seen.values()))
+    return list(seen.values())

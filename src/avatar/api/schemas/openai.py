@@ -35,13 +35,9 @@ class OpenAIErrorDetail(BaseModel):
 
 
 class OpenAIErrorPublic(BaseModel):
-    """Error body of every ``/v1`` route: OpenAI's shape, plus the problem+json members."""
+    """Error body of every ``/v1`` route: OpenAI's shape, ``{"error": {...}}`` alone."""
 
     error: OpenAIErrorDetail
-    status: int
-    code: str
-    detail: str
-    hint: str | None = None
 
 
 # --- audio ----------------------------------------------------------------------------------
@@ -120,8 +116,20 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+class ResponseFormat(_Request):
+    """``text`` (the default) or ``json_object`` (the reply is one valid JSON object)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["text", "json_object", "json_schema"]
+
+
 class ChatCompletionCreate(_Request):
-    """``POST /v1/chat/completions``. Unknown OpenAI options are ignored."""
+    """``POST /v1/chat/completions``.
+
+    Options that would change the reply but that AVATAR cannot honour (``tools``, ``logprobs``,
+    audio output, ``json_schema``) are refused with a 400 naming the parameter, never ignored;
+    sampling hints it does not use (``top_p``, ``seed``, penalties, ``user``) are ignored.
+    """
 
     model: str = Field(..., min_length=1, max_length=200)
     messages: list[ChatMessageIn] = Field(..., min_length=1, max_length=MAX_MESSAGES)
@@ -132,6 +140,43 @@ class ChatCompletionCreate(_Request):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     n: Literal[1] = Field(1, description="Only one choice is generated.")
+    response_format: ResponseFormat | None = Field(
+        None,
+        examples=[{"type": "json_object"}],
+        description="`json_object` constrains the reply to valid JSON (llama.cpp grammar).",
+    )
+    # Refused when used (see ``unsupported``); typed loosely so the 400 names them.
+    tools: list[Any] | None = Field(None, description="Not supported: refused when non-empty.")
+    tool_choice: Any = Field(None, description="Not supported unless `none`.")
+    functions: list[Any] | None = Field(None, description="Not supported: refused.")
+    function_call: Any = Field(None, description="Not supported: refused.")
+    logprobs: bool | None = Field(None, description="Not supported: refused when true.")
+    top_logprobs: int | None = Field(None, description="Not supported: refused.")
+    modalities: list[str] | None = Field(None, description="Only `text`.")
+    audio: Any = Field(None, description="Not supported: refused (use /v1/audio/speech).")
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """The first option given that AVATAR cannot honour: (parameter, why)."""
+        checks = [
+            ("tools", bool(self.tools), "tool calls are not supported by AVATAR's chat engines"),
+            ("tool_choice", self.tool_choice not in (None, "none"), "tool calls are not supported"),
+            ("functions", bool(self.functions), "function calls are not supported"),
+            ("function_call", self.function_call not in (None, "none"), "not supported"),
+            ("logprobs", bool(self.logprobs), "log probabilities are not returned"),
+            ("top_logprobs", self.top_logprobs is not None, "log probabilities are not returned"),
+            ("modalities", bool(set(self.modalities or ()) - {"text"}), "only text output"),
+            ("audio", self.audio is not None, "audio output: use /v1/audio/speech"),
+            (
+                "response_format",
+                self.response_format is not None and self.response_format.type == "json_schema",
+                "json_schema is not supported: use {\"type\": \"json_object\"}",
+            ),
+        ]
+        return next(((param, why) for param, given, why in checks if given), None)
+
+    @property
+    def json_mode(self) -> bool:
+        return self.response_format is not None and self.response_format.type == "json_object"
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
