@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
 from avatar.cli.console import console, err_console, run_async, settings, user_errors
 from avatar.errors import AudioError
-
-if TYPE_CHECKING:
-    pass
-
 
 # Engines and audio codecs are imported inside the commands, so `avatar --help` stays instant.
 
@@ -35,8 +31,15 @@ def transcribe(
     from avatar.services import speech
 
     hub = EngineHub(settings())
-    result = run_async(speech.transcribe_bytes(hub, _read(file), language=language))
-    err_console.print(f"[dim]language: {result.language}, {result.duration_s:.1f}s[/]")
+    data = _read(file)
+    hub.stt.load()  # so the time below is the transcription's, not the model load's
+    start = time.perf_counter()
+    result = run_async(speech.transcribe_bytes(hub, data, language=language))
+    took = time.perf_counter() - start
+    err_console.print(
+        f"[dim]language {result.language} · audio {result.duration_s:.1f} s"
+        f" · transcribed in {took:.2f} s[/]"
+    )
     typer.echo(result.text)
 
 
@@ -48,6 +51,8 @@ def say(
     mode: str = typer.Option("fast", "--mode", help="TTS mode: fast or hq."),
 ) -> None:
     """Synthesize TEXT to a WAV file."""
+    if not text.strip():
+        raise typer.BadParameter("give the words to say, e.g. avatar say \"Hello\" -o hi.wav")
     from avatar.audio.encode import encode_wav
     from avatar.engines.hub import EngineHub
     from avatar.services import speech
