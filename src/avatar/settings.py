@@ -169,6 +169,47 @@ class GpuSettings(BaseModel):
     )
 
 
+def _limit(default: str, what: str) -> Any:
+    return Field(default, description=f"{what}; 'N/second|minute|hour', '' for no limit.")
+
+
+class RateLimitSettings(BaseModel):
+    """Requests per client and route. A client is its API token when it presents the right one
+    (so people behind one proxy or NAT do not share a budget), else its address.
+
+    The defaults suit a household or a small team sharing one server: far above what a person
+    or the web UI sends, low enough to stop a runaway script.
+    """
+
+    health: str = _limit("600/minute", "GET /health (monitors poll it)")
+    chat: str = _limit("120/minute", "POST /v1/chat/completions")
+    transcription: str = _limit("120/minute", "POST /v1/audio/transcriptions")
+    speech: str = _limit("120/minute", "POST /v1/audio/speech")
+    models: str = _limit("600/minute", "GET /v1/models and /v1/models/{id}")
+    reads: str = _limit("600/minute", "reading history, voice profiles and their audio")
+    search: str = _limit("120/minute", "history search and statistics")
+    system: str = _limit("120/minute", "system info and model status")
+    writes: str = _limit("120/minute", "changing or deleting profiles and conversations")
+    profile_create: str = _limit("30/minute", "creating voice profiles (uploads, analysis)")
+    profile_test: str = _limit("30/minute", "test synthesis of a voice profile")
+    export: str = _limit("20/minute", "conversation exports")
+    admin: str = _limit("10/minute", "model preload and warm-up")
+
+    @field_validator("*")
+    @classmethod
+    def _valid_spec(cls, value: str) -> str:
+        from limits import parse_many  # imported here: settings load before the API does
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit: write e.g. '120/minute' or '' for none"
+                ) from None
+        return value.strip()
+
+
 class SpeakerSettings(BaseModel):
     """Speaker encoder used by voice profiles."""
 
@@ -217,6 +258,7 @@ class Settings(BaseSettings):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     speaker: SpeakerSettings = Field(default_factory=SpeakerSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("api_token")
     @classmethod

@@ -5,6 +5,8 @@ Built on the ``limits`` library (moving window). Exceeding a limit answers 429 w
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import math
 import time
@@ -19,6 +21,7 @@ from redis.exceptions import RedisError
 
 from avatar.api.errors import ApiError
 from avatar.api.state import AppState, app_state
+from avatar.settings import RateLimitSettings
 
 log = logging.getLogger("avatar.limits")
 REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
@@ -66,21 +69,36 @@ class RateLimits:
         )
 
 
-def client_key(request: Request) -> str:
+def client_key(request: Request, state: AppState) -> str:
+    """The API token's fingerprint when the request carries the right one, else its address."""
+    from avatar.api.auth import presented_token, token_matches  # auth imports this module
+
+    token = presented_token(request)
+    if token and token_matches(state, token):
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     return request.client.host if request.client else "unknown"
 
 
-def rate_limit(spec: str) -> Callable[..., Awaitable[None]]:
-    """A route dependency enforcing ``spec`` (e.g. "5/minute") per client and route."""
-    item = parse(spec)
+@functools.lru_cache(maxsize=64)
+def _item(spec: str) -> RateLimitItem:
+    return parse(spec)
+
+
+def rate_limit(name: str) -> Callable[..., Awaitable[None]]:
+    """A route dependency enforcing the ``rate_limits.<name>`` setting per client and route."""
+    if name not in RateLimitSettings.model_fields:
+        raise ValueError(f"no rate limit setting {name!r}")
 
     async def check(request: Request, state: Annotated[AppState, Depends(app_state)]) -> None:
+        spec = getattr(state.settings.rate_limits, name)
+        if not spec:
+            return
         route = request.scope.get("route")
         path = getattr(route, "path", request.url.path)
-        await state.limits.hit(item, client_key(request), request.method, path)
+        await state.limits.hit(_item(spec), client_key(request, state), request.method, path)
 
     return check
 
 
-def limit(spec: str) -> Any:
-    return Depends(rate_limit(spec))
+def limit(name: str) -> Any:
+    return Depends(rate_limit(name))

@@ -62,7 +62,9 @@ def error_body(
 ) -> OpenAIErrorPublic:
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     text = f"{message} ({hint})" if hint else message
-    return OpenAIErrorPublic(error=OpenAIErrorDetail(message=text, type=kind, param=param, code=code))
+    return OpenAIErrorPublic(
+        error=OpenAIErrorDetail(message=text, type=kind, param=param, code=code)
+    )
 
 
 def upload_too_large(limit: int = UPLOAD_LIMIT) -> ApiError:
@@ -125,12 +127,17 @@ def describe_validation(exc: RequestValidationError) -> tuple[str | None, str]:
 _TYPE_NAMES: Final = frozenset({"str", "int", "float", "bool", "list", "dict", "function-after"})
 
 
-def not_found_response(path: str, what: str | None = None) -> JSONResponse:
-    if what is None:
-        body = error_body(404, "not_found", f"unknown URL: {path}", "see /docs for the /v1 routes")
-    else:
-        body = error_body(404, "model_not_found", what, "GET /v1/models lists them", "model")
+def not_found_response(path: str) -> JSONResponse:
+    body = error_body(404, "not_found", f"unknown URL: {path}", "see /docs for the /v1 routes")
     return JSONResponse(body.model_dump(), status_code=404)
+
+
+def model_not_found(model_id: str) -> ApiError:
+    error = ApiError(
+        404, f"no model '{model_id}'", code="model_not_found", hint="GET /v1/models lists them"
+    )
+    error.param = "model"  # type: ignore[attr-defined]
+    return error
 
 
 class UnsupportedParameter(ApiError):

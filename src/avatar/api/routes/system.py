@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/system", tags=["system"])
 State = Annotated[AppState, Depends(app_state)]
 
 
-@router.get("/info", dependencies=[Reader, limit("10/minute")])
+@router.get("/info", dependencies=[Reader, limit("system")])
 async def info(state: State) -> dict[str, Any]:
     """CPU, RAM, GPUs (free and total VRAM through NVML where present), versions."""
     data = system.machine_info()
@@ -29,19 +29,19 @@ async def info(state: State) -> dict[str, Any]:
     return data
 
 
-@router.get("/models/status", dependencies=[Reader, limit("5/minute")])
+@router.get("/models/status", dependencies=[Reader, limit("system")])
 async def models_status(state: State) -> dict[str, Any]:
     """Each engine slot: engine, model, loaded, device, load memory, last latency, error."""
     return system.models_status(state.hub)
 
 
-@router.post("/models/preload", dependencies=[Writer, limit("1/minute")])
+@router.post("/models/preload", dependencies=[Writer, limit("admin")])
 async def preload(state: State) -> dict[str, Any]:
     """Load every configured engine now; reports what loaded and how long it took."""
     return await system.preload(state.hub)
 
 
-@router.post("/models/warmup", dependencies=[Writer, limit("2/minute")])
+@router.post("/models/warmup", dependencies=[Writer, limit("admin")])
 async def warmup(state: State) -> dict[str, Any]:
     """One tiny inference through each engine, timed."""
     return await system.warmup(state.hub)

@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_SPEECH_CHARS = 4096
 MAX_MESSAGES = 256
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-TranscriptionFormat = Literal["json", "text", "verbose_json"]
+TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+Granularity = Literal["segment", "word"]
 
 
 class _Request(BaseModel):
@@ -50,20 +51,36 @@ class TranscriptionPublic(BaseModel):
 
 
 class TranscriptionSegment(BaseModel):
+    """A segment with its times in seconds and the decoder's figures (OpenAI's fields)."""
+
     id: int
+    seek: int = 0
     start: float
     end: float
     text: str
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float = 0.0
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
 
 
 class TranscriptionVerbosePublic(BaseModel):
-    """``response_format=verbose_json``: the text with its language and duration."""
+    """``response_format=verbose_json``: the text with its language, duration and segments;
+    ``words`` when ``timestamp_granularities[]=word`` was asked for."""
 
     task: Literal["transcribe"] = "transcribe"
     language: str
     duration: float
     text: str
     segments: list[TranscriptionSegment] = Field(default_factory=list)
+    words: list[TranscriptionWord] | None = None
 
 
 class SpeechCreate(_Request):
@@ -169,7 +186,7 @@ class ChatCompletionCreate(_Request):
             (
                 "response_format",
                 self.response_format is not None and self.response_format.type == "json_schema",
-                "json_schema is not supported: use {\"type\": \"json_object\"}",
+                'json_schema is not supported: use {"type": "json_object"}',
             ),
         ]
         return next(((param, why) for param, given, why in checks if given), None)
