@@ -135,7 +135,7 @@ class ModelStore:
             for f in spec.files:
                 if (folder / f.name).exists():
                     sources[f.name] = folder / f.name
-        target = self.cache_dir / spec.name
+        target = self._cache_folder(spec)
         for src in joined:
             sources[src.file] = self._join(spec, src, target, progress, recheck)
         for f in spec.files:
@@ -158,6 +158,16 @@ class ModelStore:
                 dest.unlink(missing_ok=True)
                 shutil.copyfile(src_path, dest)
         self._check_all(spec, target, progress, skip=[s.file for s in joined])
+        return target
+
+    def _cache_folder(self, spec: ModelSpec) -> Path:
+        """The model's folder in the cache; a folder joined under an earlier name is used as it
+        is (verified like any other), so a rename never joins 500 MB again."""
+        target = self.cache_dir / spec.name
+        if not target.exists():
+            for alias in spec.aliases:
+                if (self.cache_dir / alias).is_dir():
+                    return self.cache_dir / alias
         return target
 
     def _check_all(
