@@ -146,7 +146,7 @@ def test_empty_say_explains_itself() -> None:
     assert done.returncode == 2 and "give the words to say" in done.stderr
 
 
-# --- models named by what their files say ---------------------------------------------------------
+# --- models named by what their files say ------------------------------------------------------
 
 
 def test_every_catalog_model_says_what_its_file_is() -> None:
@@ -169,3 +169,46 @@ def test_the_old_model_id_is_an_alias(model_store: ModelStore) -> None:
     assert canonical_name("qwen2.5-0.5b-instruct") == "qwen2.5-coder-0.5b-instruct"
     assert model_store.spec("qwen2.5-0.5b-instruct").name == "qwen2.5-coder-0.5b-instruct"
     assert load_settings(llm={"model": "qwen2.5-0.5b-instruct"}).llm.model  # still accepted
+
+
+# --- the OpenAPI document ----------------------------------------------------------------------
+
+
+def openapi(tmp_path) -> dict:
+    from avatar.api.app import create_app
+
+    return create_app(load_settings(data_dir=tmp_path, api_token="t" * 20)).openapi()
+
+
+def test_readme_counts_the_endpoints_the_document_has(tmp_path) -> None:
+    import pathlib
+    import re
+
+    paths = openapi(tmp_path)["paths"]
+    avatar_ops = [
+        (method, path)
+        for path, item in paths.items()
+        if not path.startswith("/v1/")
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+    readme = (pathlib.Path(__file__).parents[1] / "README.md").read_text()
+    claimed = re.search(r"\((\d+) AVATAR endpoints", readme)
+    assert claimed is not None and int(claimed.group(1)) == len(avatar_ops), avatar_ops
+
+
+def test_main_requests_and_responses_have_examples_and_types(tmp_path) -> None:
+    doc = openapi(tmp_path)
+    schemas = doc["components"]["schemas"]
+    for name in ("ChatCompletionCreate", "ChatCompletionPublic", "TranscriptionVerbosePublic"):
+        assert schemas[name].get("examples"), name
+    for path, method in [
+        ("/api/system/info", "get"),
+        ("/api/system/models/status", "get"),
+        ("/api/system/models/preload", "post"),
+        ("/api/system/models/warmup", "post"),
+    ]:
+        content = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+        ref = content["schema"].get("$ref", "")
+        assert ref.startswith("#/components/schemas/") and ref.endswith("Public"), (path, ref)
+    assert schemas["PreloadPublic"]["properties"]["took_s"]

@@ -75,6 +75,34 @@ class TranscriptionVerbosePublic(BaseModel):
     """``response_format=verbose_json``: the text with its language, duration and segments;
     ``words`` when ``timestamp_granularities[]=word`` was asked for."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "transcribe",
+                    "language": "en",
+                    "duration": 2.6,
+                    "text": "The quick brown fox jumps over the lazy dog.",
+                    "segments": [
+                        {
+                            "id": 0,
+                            "seek": 0,
+                            "start": 0.0,
+                            "end": 2.4,
+                            "text": "The quick brown fox jumps over the lazy dog.",
+                            "tokens": [],
+                            "temperature": 0.0,
+                            "avg_logprob": -0.21,
+                            "compression_ratio": 0.85,
+                            "no_speech_prob": 0.01,
+                        }
+                    ],
+                    "words": [{"word": "The", "start": 0.0, "end": 0.18}],
+                }
+            ]
+        }
+    )
+
     task: Literal["transcribe"] = "transcribe"
     language: str
     duration: float
@@ -147,6 +175,29 @@ class ChatCompletionCreate(_Request):
     audio output, ``json_schema``) are refused with a 400 naming the parameter, never ignored;
     sampling hints it does not use (``top_p``, ``seed``, penalties, ``user``) are ignored.
     """
+
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "qwen2.5-coder-0.5b-instruct",
+                    "messages": [
+                        {"role": "system", "content": "Answer in one short sentence."},
+                        {"role": "user", "content": "What is the capital of France?"},
+                    ],
+                    "stream": False,
+                    "max_tokens": 64,
+                },
+                {
+                    "model": "qwen2.5-coder-0.5b-instruct",
+                    "messages": [{"role": "user", "content": 'Paris as JSON: {"city": ...}'}],
+                    "response_format": {"type": "json_object"},
+                },
+            ]
+        },
+    )
 
     model: str = Field(..., min_length=1, max_length=200)
     messages: list[ChatMessageIn] = Field(..., min_length=1, max_length=MAX_MESSAGES)
@@ -222,6 +273,30 @@ class Choice(BaseModel):
 class ChatCompletionPublic(BaseModel):
     """A whole reply (``stream=false``)."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "chatcmpl-5f0c8e0d2f7b4c1e9a3d6b2a1c0e9f8d",
+                    "object": "chat.completion",
+                    "created": 1765000000,
+                    "model": "qwen2.5-coder-0.5b-instruct",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "The capital of France is Paris.",
+                            },
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 31, "completion_tokens": 8, "total_tokens": 39},
+                }
+            ]
+        }
+    )
+
     id: str
     object: Literal["chat.completion"] = "chat.completion"
     created: int
@@ -263,6 +338,30 @@ class ModelPublic(BaseModel):
 
 
 class ModelListPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": "whisper-base",
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": "avatar (stt)",
+                        },
+                        {
+                            "id": "qwen2.5-coder-0.5b-instruct",
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": "avatar (llm)",
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     object: Literal["list"] = "list"
     data: list[ModelPublic]
 
