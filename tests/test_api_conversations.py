@@ -25,6 +25,7 @@ import pytest
 from avatar.audio.encode import encode_wav
 from avatar.audio.pcm import PcmAudio
 from avatar.storage import AudioStore, Conversations, Database, NewTurn, NotFound
+from conftest import rate_limits
 from wsclient import ChatClient, connect
 
 BASE = "/api/conversations"
@@ -474,11 +475,12 @@ async def test_export_zip_holds_json_markdown_and_every_wav(
     await eventually(no_temp_files, 5)
 
 
-async def test_export_is_rate_limited(api: httpx.AsyncClient, store: Store) -> None:
+async def test_export_is_rate_limited(api: httpx.AsyncClient, store: Store, live_server) -> None:
     session_id, _ = await seed(store, [turn("rate me")])
-    for _ in range(3):
-        await exported(api, session_id, "markdown")
-    response = await api.post(f"{BASE}/{session_id}/export", params={"format": "json"})
+    with rate_limits(live_server, export="3/minute"):
+        for _ in range(3):
+            await exported(api, session_id, "markdown")
+        response = await api.post(f"{BASE}/{session_id}/export", params={"format": "json"})
     assert_problem(response, 429, "rate_limited")
     assert int(response.headers["retry-after"]) >= 1
 

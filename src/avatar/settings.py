@@ -83,7 +83,9 @@ class LlmSettings(BaseModel):
     """Chat model engine."""
 
     engine: str = Field("llama-cpp", description="Registry name of the LLM engine.")
-    model: str = Field("qwen2.5-0.5b-instruct", description="Catalog name, path or remote model.")
+    model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Catalog name, path or remote model."
+    )
     threads: int = Field(2, ge=1, description="CPU threads for local inference.")
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
@@ -114,6 +116,16 @@ class TtsSlotSettings(BaseModel):
 
     engine: str = Field(..., description="Registry name of the TTS engine.")
     model: str | None = Field(None, description="Catalog name, path or remote model/voice.")
+
+    @model_validator(mode="after")
+    def _base_url_needs_remote_engine(self) -> TtsSlotSettings:
+        if self.base_url and self.engine != "openai":
+            raise ValueError(
+                f"base_url needs the remote engine (engine is {self.engine!r}):"
+                " also set AVATAR_TTS__<SLOT>__ENGINE=openai"
+            )
+        return self
+
     voice: str | None = Field(None, description="Engine voice name.")
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
@@ -121,17 +133,27 @@ class TtsSlotSettings(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")
 
 
+FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe"}
+
+
 class TtsSettings(BaseModel):
     """Text-to-speech: two slots and the mode that picks between them."""
 
     mode: Literal["fast", "hq", "auto"] = Field("auto", description="Default mode for replies.")
-    fast: TtsSlotSettings = Field(
-        default_factory=lambda: TtsSlotSettings(engine="embedded", model="piper-joe")
-    )
+    fast: TtsSlotSettings = Field(default_factory=lambda: TtsSlotSettings(**FAST_DEFAULT))
     hq: TtsSlotSettings | None = Field(None, description="High-quality engine; unset by default.")
     hq_latency_budget_ms: int = Field(
         1500, ge=0, description="auto uses hq only while its first-audio latency stays under this."
     )
+
+    @field_validator("fast", mode="before")
+    @classmethod
+    def _fast_fields_over_default(cls, value: Any) -> Any:
+        # AVATAR_TTS__FAST__VOICE alone changes that field of the default slot, instead of
+        # replacing the slot with one that has no engine.
+        if isinstance(value, dict) and "engine" not in value:
+            return {**FAST_DEFAULT, **value}
+        return value
 
 
 class GpuSettings(BaseModel):
@@ -145,6 +167,47 @@ class GpuSettings(BaseModel):
     margin_fraction: float = Field(
         0.05, ge=0, lt=1, description="VRAM kept free on each card (fraction; larger wins)."
     )
+
+
+def _limit(default: str, what: str) -> Any:
+    return Field(default, description=f"{what}; 'N/second|minute|hour', '' for no limit.")
+
+
+class RateLimitSettings(BaseModel):
+    """Requests per client and route. A client is its API token when it presents the right one
+    (so people behind one proxy or NAT do not share a budget), else its address.
+
+    The defaults suit a household or a small team sharing one server: far above what a person
+    or the web UI sends, low enough to stop a runaway script.
+    """
+
+    health: str = _limit("600/minute", "GET /health (monitors poll it)")
+    chat: str = _limit("120/minute", "POST /v1/chat/completions")
+    transcription: str = _limit("120/minute", "POST /v1/audio/transcriptions")
+    speech: str = _limit("120/minute", "POST /v1/audio/speech")
+    models: str = _limit("600/minute", "GET /v1/models and /v1/models/{id}")
+    reads: str = _limit("600/minute", "reading history, voice profiles and their audio")
+    search: str = _limit("120/minute", "history search and statistics")
+    system: str = _limit("120/minute", "system info and model status")
+    writes: str = _limit("120/minute", "changing or deleting profiles and conversations")
+    profile_create: str = _limit("30/minute", "creating voice profiles (uploads, analysis)")
+    profile_test: str = _limit("30/minute", "test synthesis of a voice profile")
+    export: str = _limit("20/minute", "conversation exports")
+    admin: str = _limit("10/minute", "model preload and warm-up")
+
+    @field_validator("*")
+    @classmethod
+    def _valid_spec(cls, value: str) -> str:
+        from limits import parse_many  # imported here: settings load before the API does
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit: write e.g. '120/minute' or '' for none"
+                ) from None
+        return value.strip()
 
 
 class SpeakerSettings(BaseModel):
@@ -195,6 +258,7 @@ class Settings(BaseSettings):
     tts: TtsSettings = Field(default_factory=TtsSettings)
     speaker: SpeakerSettings = Field(default_factory=SpeakerSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("api_token")
     @classmethod

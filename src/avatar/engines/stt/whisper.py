@@ -21,8 +21,9 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from avatar.audio.pcm import PcmAudio, Samples
-from avatar.engines.base import SttCapabilities, Transcript
+from avatar.engines.base import SttCapabilities, TimedTranscript, Transcript
 from avatar.engines.executor import ThreadedEngine
+from avatar.engines.stt.timestamps import timed_transcript
 from avatar.errors import EmptyAudio, EngineFailed, EngineUnavailable, ModelError
 from avatar.system.cuda import oom_guard
 
@@ -113,6 +114,14 @@ class FasterWhisperStt(ThreadedEngine):
 
     def _unload(self) -> None:
         self._model = None
+
+    async def transcribe_timed(
+        self, audio: PcmAudio, *, language: str | None = None, words: bool = False
+    ) -> TimedTranscript:
+        """The transcript with segment (and, with ``words``, word) timestamps: files, not turns."""
+        lang = primary_language(language) if language else self._language
+        with oom_guard("faster-whisper"):
+            return await self.run(timed_transcript, self._model, _mono_16k(audio), lang, words)
 
     async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
         lang = primary_language(language) if language else self._language
