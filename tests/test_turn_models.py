@@ -163,7 +163,8 @@ async def test_a_complete_question_ends_the_turn(hub: EngineHub, capital: Paused
 
 async def test_a_paused_first_half_keeps_listening(hub: EngineHub, capital: PausedClip) -> None:
     first = await score(hub, capital, "first")
-    assert "capital" in first.transcript.lower() and "japan" not in first.transcript.lower()
+    # Whisper's word times are approximate: the cut may keep a bit of "of", never "Japan".
+    assert "what is the" in first.transcript.lower() and "japan" not in first.transcript.lower()
     assert decide(hub, first) == (False, None)
 
 
