@@ -35,15 +35,17 @@ DEFAULT_VOICE = "jm_kumo"  # the most intelligible style in `avatar bench tts-zh
 SAMPLE_RATE = 24_000
 THREADS = 2  # the cores of the target machine
 MAX_PHONEMES = 400  # the model takes 510 tokens; clauses past this are split further
-_CLAUSE_END = re.compile(r"(?<=[，、,；;：:])")
+_CLAUSE_END = re.compile(r"(?<=[，,；;：:])")
+MIN_CLAUSE_CHARS = 6  # shorter clauses are spoken together with the next one
 LOOKAHEAD_CHUNKS = 2
 
 
 class KokoroTts(ThreadedEngine):
     """Kokoro-82M reading Mandarin (either script) with a packaged voice style.
 
-    Streams one chunk per sentence; a sentence whose phonemes would not fit the model is split
-    at its commas. English words inside the text are phonemised by espeak-ng.
+    Streams one chunk per clause (sentence split at its commas; clauses shorter than
+    ``MIN_CLAUSE_CHARS`` join the next), so the first audio comes after the first clause. English
+    words inside the text are phonemised by espeak-ng.
     """
 
     name = "kokoro"
@@ -75,6 +77,8 @@ class KokoroTts(ThreadedEngine):
         self._style = _read_style(folder / "voices_ja.npz", self.voice)
         options = ort.SessionOptions()
         options.intra_op_num_threads, options.inter_op_num_threads = THREADS, 1
+        # Busy-waiting threads steal the cores that Whisper and the LLM share with us.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = ort.InferenceSession(
                 str(self.model_path), options, providers=["CPUExecutionProvider"]
@@ -112,23 +116,21 @@ class KokoroTts(ThreadedEngine):
 
     def phonemes(self, text: str) -> list[str]:
         """The phoneme strings the model reads for ``text``: one per chunk it will speak."""
-        out: list[str] = []
-        for sentence in split_sentences(text):
-            out.extend(self._fit(self._phonemes(sentence), sentence))
-        return [p for p in out if p.strip()]
+        return [p for clause in clauses(text) for p in self._fit(self._phonemes(clause))]
 
-    def _fit(self, phonemes: str, sentence: str) -> list[str]:
+    @staticmethod
+    def _fit(phonemes: str) -> list[str]:
         if len(phonemes) <= MAX_PHONEMES:
-            return [phonemes]
-        clauses = [c for c in _CLAUSE_END.split(sentence) if c.strip()]
-        if len(clauses) == 1:  # no comma to split at: cut the phonemes themselves
-            return [phonemes[i : i + MAX_PHONEMES] for i in range(0, len(phonemes), MAX_PHONEMES)]
-        return [p for clause in clauses for p in self._fit(self._phonemes(clause), clause)]
+            return [phonemes] if phonemes.strip() else []
+        # a clause too long for the model: cut at the word boundary nearest the limit
+        cut = phonemes.rfind(" ", 0, MAX_PHONEMES)
+        cut = cut if cut > 0 else MAX_PHONEMES
+        return [phonemes[:cut], *KokoroTts._fit(phonemes[cut:].strip())]
 
     def _chunks(self, text: str, cancel: threading.Event) -> Iterator[PcmAudio]:
         produced = False
-        for sentence in split_sentences(text):
-            for phonemes in self._fit(self._phonemes(sentence), sentence):
+        for clause in clauses(text):
+            for phonemes in self._fit(self._phonemes(clause)):
                 if cancel.is_set():
                     return
                 samples = self._infer(phonemes)
@@ -154,6 +156,23 @@ class KokoroTts(ThreadedEngine):
             },
         )[0]
         return np.asarray(audio, dtype=np.float32).ravel()
+
+
+def clauses(text: str) -> list[str]:
+    """Sentences split at their commas; a clause under ``MIN_CLAUSE_CHARS`` joins its neighbour."""
+    out: list[str] = []
+    for sentence in split_sentences(text):
+        parts: list[str] = []
+        for clause in _CLAUSE_END.split(sentence):
+            if parts and len(parts[-1]) < MIN_CLAUSE_CHARS:
+                parts[-1] += clause
+            elif clause.strip():
+                parts.append(clause.strip())
+        if len(parts) > 1 and len(parts[-1]) < MIN_CLAUSE_CHARS:
+            last = parts.pop()
+            parts[-1] += last
+        out.extend(parts)
+    return out
 
 
 def _read_vocab(path: Path) -> dict[str, int]:
