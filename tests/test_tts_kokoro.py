@@ -82,8 +82,12 @@ async def test_an_english_word_inside_chinese_is_spoken_as_english(
     (phonemes,) = kokoro.phonemes(text)
     assert "ˈimAl" in phonemes  # espeak-ng's English, in Kokoro's symbols
     assert "Email" not in phonemes and "E" not in phonemes  # no raw letters left
-    heard = await asyncio.to_thread(transcribe, whisper, joined(await say(kokoro, text)))
-    assert cer(text, heard) <= CER_BOUND, heard
+    audio = joined(await say(kokoro, text))
+    without = joined(await say(kokoro, text.replace("Email", "")))
+    assert audio.duration_s > without.duration_s + 0.3  # the word is spoken, not dropped
+    heard = await asyncio.to_thread(transcribe, whisper, audio)
+    # whisper-base told "zh" writes the word in characters ("一門"): score the Chinese around it
+    assert cer(text.replace("Email", ""), heard) <= CER_BOUND, heard
 
 
 def test_without_english_phonemizer_latin_is_lowered_not_dropped() -> None:

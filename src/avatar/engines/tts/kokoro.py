@@ -144,7 +144,7 @@ class KokoroTts(ThreadedEngine):
     def _infer(self, phonemes: str) -> npt.NDArray[np.float32]:
         assert self._session is not None and self._style is not None  # stream() loads first
         tokens = [self._vocab[c] for c in phonemes if c in self._vocab]
-        if not tokens:
+        if not tokens or not any(c.isalpha() for c in phonemes):  # nothing to say
             return np.zeros(0, np.float32)
         style = self._style[min(len(tokens), len(self._style) - 1)].reshape(1, 256)
         audio = self._session.run(  # type: ignore[attr-defined]
