@@ -379,7 +379,7 @@ async def test_test_synthesis_says_it_is_a_packaged_voice(
 
     chinese = await api.post(f"{BASE}/{profile_id}/test", data={"text": "你好，这是一个测试。"})
     assert chinese.status_code == 200, chinese.text
-    assert chinese.headers["x-avatar-voice"] == "kokoro:jm_kumo"
+    assert chinese.headers["x-avatar-voice"] == "kokoro:jf_gongitsune"
     assert chinese.headers["x-avatar-voice-cloned"] == "false"
     assert decode_audio(chinese.content).duration_s > 0.5
 

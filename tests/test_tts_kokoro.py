@@ -123,7 +123,8 @@ async def test_bad_requests_are_clear_errors(kokoro: KokoroTts, model_store: Mod
         kokoro.synthesize_stream("  ", language="zh")
     with pytest.raises(ModelError) as unknown:
         KokoroTts(model_store.path("kokoro-82m"), voice="zf_xiaobei")
-    assert unknown.value.code == "tts_voice_unknown" and "jm_kumo" in (unknown.value.hint or "")
+    assert unknown.value.code == "tts_voice_unknown"
+    assert "jf_gongitsune" in (unknown.value.hint or "")
     (silence,) = await say(kokoro, "，。")  # punctuation only: no sound, still one chunk
     assert silence.duration_s == 0.0
 
@@ -162,7 +163,7 @@ def test_the_fast_mode_routes_mandarin_to_kokoro(model_store: ModelStore, langua
     try:
         fast = modes.select("fast").engine
         assert isinstance(fast, EmbeddedTts)
-        assert fast.describe_voice(language, None) == "kokoro:jm_kumo"
+        assert fast.describe_voice(language, None) == "kokoro:jf_gongitsune"
         assert fast.describe_voice("en", None) == "piper:joe"
         assert fast.describe_voice("zh-HK", None) == "espeak-ng:yue"  # Cantonese stays
         assert fast.describe_voice("fr", None).startswith("espeak-ng:")

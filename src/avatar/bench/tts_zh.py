@@ -4,7 +4,8 @@ Each voice (espeak-ng ``cmn`` and every Kokoro voice style) speaks the same ever
 whisper-base transcribes the audio (``language="zh"``); the character error rate is computed
 after both texts are put into one form: Simplified script (OpenCC), numbers spoken out (the TTS
 normaliser), no punctuation or spaces, Latin lower-cased. Also timed: first audio chunk after
-the call (engine loaded and warmed up) and the real-time factor (synthesis time / audio length).
+the call (engine loaded and warmed up), the real-time factor (synthesis time / audio length) and
+the CPU real-time factor (process CPU seconds / audio seconds: what a busy machine cannot hide).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Heard:
     cer: float
     first_s: float
     synth_s: float
+    cpu_s: float  # CPU time of the whole process while synthesising (all threads)
     audio_s: float
 
 
@@ -92,6 +94,7 @@ class VoiceResult:
             "sentences": len(cers),
             "first_chunk_ms_p50": round(statistics.median(h.first_s for h in self.heard) * 1e3),
             "rtf": round(sum(h.synth_s for h in self.heard) / audio, 3) if audio else None,
+            "cpu_rtf": round(sum(h.cpu_s for h in self.heard) / audio, 3) if audio else None,
             "load_s": round(self.load_s, 2),
         }
 

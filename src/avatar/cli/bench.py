@@ -72,7 +72,7 @@ def engines(
 @user_errors
 def tts_zh(
     voices: str = typer.Option(
-        "espeak-ng,jm_kumo,jf_alpha,jf_gongitsune,jf_nezumi,jf_tebukuro",
+        "espeak-ng,jf_gongitsune,jm_kumo,jf_alpha,jf_nezumi,jf_tebukuro",
         "--voices",
         help="espeak-ng and/or Kokoro voice styles to compare.",
     ),
@@ -98,7 +98,7 @@ def tts_zh(
 
 
 def _print_tts_zh(rows: list[dict[str, Any]], load: str) -> None:
-    table = Table("voice", "mean CER", "exact", "first chunk p50 ms", "RTF", "load s")
+    table = Table("voice", "mean CER", "exact", "first chunk p50 ms", "RTF", "CPU RTF", "load s")
     for r in rows:
         exact = f"{r['exact']}/{r['sentences']}"
         table.add_row(

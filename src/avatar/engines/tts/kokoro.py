@@ -31,7 +31,7 @@ from avatar.models.store import ModelStore
 from avatar.settings import TtsSlotSettings
 
 DEFAULT_MODEL = "kokoro-82m"
-DEFAULT_VOICE = "jm_kumo"  # the most intelligible style in `avatar bench tts-zh`
+DEFAULT_VOICE = "jf_gongitsune"  # the most intelligible style in `avatar bench tts-zh`
 SAMPLE_RATE = 24_000
 THREADS = 2  # the cores of the target machine
 MAX_PHONEMES = 400  # the model takes 510 tokens; clauses past this are split further
