@@ -13,9 +13,10 @@ import numpy as np
 import pytest
 
 from avatar.audio.pcm import PcmAudio
-from avatar.bench.tts_zh import cer, spoken_form, transcribe
+from avatar.bench.tts_zh import SENTENCES, cer, evaluate, spoken_form, transcribe
 from avatar.engines.tts.cosyvoice import CosyVoice2Tts
 from avatar.engines.tts.embedded import EmbeddedTts
+from avatar.engines.tts.espeak import EspeakTts
 from avatar.engines.tts.kokoro import MAX_PHONEMES, KokoroTts, clauses
 from avatar.engines.tts.language import EmptyText, UnsupportedLanguage
 from avatar.engines.tts.modes import TtsModes
@@ -219,6 +220,14 @@ def test_the_round_trip_score_ignores_script_digits_and_punctuation() -> None:
     assert spoken_form("請幫我設定7點的鬧鐘。") == spoken_form("请帮我设定七点的闹钟")
     assert cer("蜘蛛有八条腿。", "蜘蛛有八條腿") == 0.0
     assert cer("蜘蛛有八条腿", "吃豬又怕飄脆") == 1.0
+
+
+def test_the_benchmark_scores_a_voice(whisper: object) -> None:
+    result = evaluate("espeak-ng", EspeakTts, whisper, sentences=SENTENCES[:1])
+    summary = result.summary()
+    assert summary["sentences"] == 1 and summary["voice"] == "espeak-ng"
+    assert summary["rtf"] > 0 and summary["cpu_rtf"] > 0 and summary["first_chunk_ms_p50"] >= 0
+    assert result.heard[0].text == SENTENCES[0] and result.heard[0].cer >= 0
 
 
 # --- CosyVoice2 (hq) given Chinese ------------------------------------------------------------

@@ -132,9 +132,12 @@ def evaluate(
     result = VoiceResult(name, time.perf_counter() - start)
     asyncio.run(speak(engine, "你好。"))  # warm-up: first ONNX run, jieba dictionary
     for text in sentences:
+        cpu = time.process_time()
         audio, first, total = asyncio.run(speak(engine, text))
+        cpu = time.process_time() - cpu
         heard = transcribe(whisper, audio)
-        result.heard.append(Heard(text, heard, cer(text, heard), first, total, audio.duration_s))
+        score = cer(text, heard)
+        result.heard.append(Heard(text, heard, score, first, total, cpu, audio.duration_s))
         on_sentence()
     getattr(engine, "shutdown", engine.unload)()
     return result
