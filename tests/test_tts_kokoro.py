@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -87,8 +88,8 @@ async def test_an_english_word_inside_chinese_is_spoken_as_english(
     without = joined(await say(kokoro, text.replace("Email", "")))
     assert audio.duration_s > without.duration_s + 0.3  # the word is spoken, not dropped
     heard = await asyncio.to_thread(transcribe, whisper, audio)
-    # whisper-base told "zh" writes the word in characters ("一門"): score the Chinese around it
-    assert cer(text.replace("Email", ""), heard) <= CER_BOUND, heard
+    assert "email" in heard.lower()  # heard as the English word (jm_kumo's came back "一門")
+    assert cer(text.replace("Email", ""), re.sub("[A-Za-z]+", "", heard)) <= CER_BOUND, heard
 
 
 def test_without_english_phonemizer_latin_is_lowered_not_dropped() -> None:
