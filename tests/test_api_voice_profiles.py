@@ -384,7 +384,7 @@ async def _three_test_syntheses_then_limited(api: httpx.AsyncClient, profile_id:
 
     chinese = await api.post(f"{BASE}/{profile_id}/test", data={"text": "你好，这是一个测试。"})
     assert chinese.status_code == 200, chinese.text
-    assert chinese.headers["x-avatar-voice"].startswith("espeak-ng:")
+    assert chinese.headers["x-avatar-voice"] == "kokoro:jf_gongitsune"
     assert chinese.headers["x-avatar-voice-cloned"] == "false"
     assert decode_audio(chinese.content).duration_s > 0.5
 

@@ -79,7 +79,7 @@ _SPECS = [
         "embedded",
         "avatar.engines.tts.embedded:EmbeddedTts",
         EMBEDDED,
-        "Piper (English) with espeak-ng for every other language",
+        "Piper (English), Kokoro (Mandarin), espeak-ng for every other language",
     ),
     EngineSpec(
         "tts",
@@ -87,6 +87,13 @@ _SPECS = [
         "avatar.engines.tts.piper:PiperTts",
         EMBEDDED,
         "Piper neural TTS, one voice",
+    ),
+    EngineSpec(
+        "tts",
+        "kokoro",
+        "avatar.engines.tts.kokoro:KokoroTts",
+        EMBEDDED,
+        "Kokoro-82M int8 ONNX speaking Mandarin (misaki-zh phonemes), 24 kHz",
     ),
     EngineSpec(
         "tts",

