@@ -72,7 +72,10 @@ async def test_user_speech_interrupts_and_heard_text_is_stored(fake_server, spee
         sessions = await Conversations(session).list_sessions()
         stored = await Conversations(session).get_session(sessions.items[0].id)
     first = stored.turns[0]
-    assert first.interrupted and first.assistant_text == heard and first.heard_text == heard
+    assert first.interrupted and first.heard_text == heard and first.heard_ms is not None
+    assert first.assistant_text.startswith(heard.rstrip(".")) and len(first.assistant_text) > len(
+        heard
+    )
 
 
 async def test_playback_position_decides_what_was_heard(fake_server, speech_pcm) -> None:
@@ -118,4 +121,5 @@ async def test_talking_over_audio_still_playing_after_generation_ended(
         repo = Conversations(session)
         stored = await repo.get_session((await repo.list_sessions()).items[0].id)
     first = stored.turns[0]
-    assert first.interrupted and first.heard_text == first.assistant_text == "Once upon a time,"
+    assert first.interrupted and first.heard_text == "Once upon a time,"
+    assert first.heard_ms == 1000 and first.assistant_text == REPLY  # the whole reply is kept

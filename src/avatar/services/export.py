@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from avatar import __version__
-from avatar.api.schemas.conversations import ExportFormat, SessionDetail, Side
+from avatar.api.schemas.conversations import ExportFormat, SessionDetail, Side, TurnPublic
 from avatar.services.conversations import (
     ConversationService,
     locate,
@@ -85,6 +85,14 @@ def _latencies(metrics: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _heard_label(turn: TurnPublic) -> str:
+    """ "Interrupted by the user after 1.2 s of 4.0 s; they heard:" (times when known)."""
+    if turn.heard_ms is None:
+        return "Interrupted by the user; they heard:"
+    whole = f" of {turn.assistant_audio_s:.1f} s" if turn.assistant_audio_s is not None else ""
+    return f"Interrupted by the user after {turn.heard_ms / 1000:.1f} s{whole}; they heard:"
+
+
 def to_markdown(detail: SessionDetail) -> str:
     """A transcript for people: a header, then each turn's user and assistant text."""
     title = html.escape(detail.title or f"Conversation {detail.id}", quote=False)
@@ -112,7 +120,7 @@ def to_markdown(detail: SessionDetail) -> str:
             "",
         ]
         if turn.interrupted:
-            out += ["*Interrupted by the user; they heard:*", "", _quote(turn.heard_text or ""), ""]
+            out += [f"*{_heard_label(turn)}*", "", _quote(turn.heard_text or ""), ""]
         if latencies := _latencies(turn.metrics):
             out += [f"*Latency: {latencies}*", ""]
     return "\n".join(out)
