@@ -3,7 +3,7 @@
 // <mark> around the hits); they are rebuilt from text and <mark> alone before insertion.
 import { $, el, clear, confirmDialog, download, formatDate, formatSeconds } from "./dom.js";
 import { api, filenameOf } from "./api.js";
-import { t } from "./i18n.js";
+import { languageName, t } from "./i18n.js";
 import { metricChips } from "./waterfall.js";
 import { trackAudio } from "./media.js";
 
@@ -15,6 +15,22 @@ export function snippetNodes(html) {
     node.nodeName === "MARK"
       ? el("mark", { text: node.textContent })
       : document.createTextNode(node.textContent),
+  );
+}
+
+/** "Heard 1.2 s of 4.0 s: …" under an interrupted turn's whole reply. */
+function heardNote(turn) {
+  const when =
+    turn.heard_ms != null && turn.assistant_audio_s != null
+      ? t("history.heardAt", {
+          heard: formatSeconds(turn.heard_ms / 1000),
+          whole: formatSeconds(turn.assistant_audio_s),
+        })
+      : "";
+  return el(
+    "p",
+    { class: "heard small", dataset: { heardMs: turn.heard_ms ?? "" } },
+    t("history.heard", { when, text: turn.heard_text || "–" }),
   );
 }
 
@@ -47,14 +63,24 @@ export class History {
     if (error.status !== 401) this.banner.show(error.describe(), "error");
   }
 
+  /** An error about the lists, shown beside them (the banner belongs to the connection). */
+  listError(error) {
+    const node = $("#history-error");
+    node.hidden = !error;
+    if (!error) return;
+    const unreachable = !error.status || error.status >= 500;
+    node.textContent = unreachable ? t("history.unreachable") : error.describe();
+  }
+
   async load(page = 1) {
     let result;
     try {
       result = await api.sessions(page);
     } catch (error) {
-      this.fail(error);
+      if (error.status !== 401) this.listError(error); // the list so far stays as it was
       return;
     }
+    this.listError(null);
     this.page = page;
     const list = $("#session-list");
     if (page === 1) clear(list);
@@ -94,9 +120,10 @@ export class History {
     try {
       result = await api.search(query);
     } catch (error) {
-      this.fail(error);
+      if (error.status !== 401) this.listError(error);
       return;
     }
+    this.listError(null);
     const list = clear($("#hit-list"));
     $("#search-results").hidden = false;
     if (!result.items.length) {
@@ -123,7 +150,8 @@ export class History {
     try {
       session = await api.session(id);
     } catch (error) {
-      this.fail(error);
+      if (error.status === 404) this.forget(id);
+      else if (error.status !== 401) this.listError(error);
       return;
     }
     this.current = session;
@@ -134,7 +162,7 @@ export class History {
     $("#detail-meta").textContent = [
       formatDate(session.created_at),
       t("history.turns", { n: session.turn_count }),
-      session.language ? t("history.language", { lang: session.language }) : null,
+      session.language ? t("history.language", { lang: languageName(session.language) }) : null,
     ]
       .filter(Boolean)
       .join(" · ");
@@ -160,7 +188,7 @@ export class History {
         url ? this.playButton(url, role, seconds) : null,
       );
     const badges = [
-      turn.interrupted ? el("span", { class: "badge warn", text: t("talk.interrupted") }) : null,
+      turn.interrupted ? el("span", { class: "badge warn", text: t("history.cut") }) : null,
       turn.tts_mode ? el("span", { class: "badge", text: t(`tts.${turn.tts_mode}`) }) : null,
     ];
     return el(
@@ -175,9 +203,7 @@ export class History {
       ),
       side("user", turn.user_text, turn.user_audio_url, turn.user_audio_s),
       side("assistant", turn.assistant_text, turn.assistant_audio_url, turn.assistant_audio_s),
-      turn.interrupted && turn.heard_text
-        ? el("p", { class: "muted small", text: t("history.heard", { text: turn.heard_text }) })
-        : null,
+      turn.interrupted ? heardNote(turn) : null,
       el("div", { class: "chips" }, metricChips(turn.metrics || {})),
     );
   }
@@ -225,9 +251,19 @@ export class History {
       this.fail(error);
       return;
     }
-    this.current = null;
-    $("#detail-body").hidden = true;
-    $("#detail-empty").hidden = false;
+    this.forget(session.id);
     await this.load();
+  }
+
+  /** A session that is gone: its detail closes and its search hits go. */
+  forget(id) {
+    for (const hit of document.querySelectorAll(`#hit-list .hit[data-session="${CSS.escape(id)}"]`)) {
+      hit.closest("li").remove();
+    }
+    if (this.current?.id === id) {
+      this.current = null;
+      $("#detail-body").hidden = true;
+      $("#detail-empty").hidden = false;
+    }
   }
 }

@@ -1,5 +1,5 @@
 // The Talk tab: microphone → /ws/chat → transcript, streaming reply text and reply audio.
-import { $, el } from "./dom.js";
+import { $, el, formatMs } from "./dom.js";
 import { t, onLanguageChange } from "./i18n.js";
 import { ChatSocket } from "./ws.js";
 import { Player } from "./player.js";
@@ -9,6 +9,13 @@ import { ChatLog } from "./chat-log.js";
 import { VoiceInput } from "./voice-input.js";
 
 let audioContext = null;
+
+/** A server error in the interface language where it is known by its code, else as sent. */
+export function serverMessage(event) {
+  const key = `server.${event.code}`;
+  const known = t(key);
+  return known === key.split(".").pop() ? `${event.message} (${event.code})` : known;
+}
 
 /** The one AudioContext (capture and playback); made and resumed inside a user gesture. */
 function ensureAudio() {
@@ -47,8 +54,10 @@ export class Talk {
     this.turnActive = false;
     this.serverConfig = null;
     this.configPending = false;
-    this.pendingTexts = [];
+    this.pendingTexts = []; // typed while the connection was down: sent once it is back
+    this.unconfirmed = []; // sent, no reply started yet: sent again if the connection drops
     this.lastMetrics = null;
+    this.engines = { hq: true, canClone: true, voice: "" };
     this.socket.addEventListener("message", (e) => this.onEvent(e.detail));
     this.bind();
     this.retranslate();
@@ -71,8 +80,18 @@ export class Talk {
     }
   }
 
+  /** One line under the conversation: how soon the last reply began to speak. */
+  summarizeLatency() {
+    const v2v = this.lastMetrics?.voice_to_voice_ms;
+    $("#latency-summary").textContent =
+      typeof v2v === "number" ? t("talk.latencySummary", { v: formatMs(v2v) }) : "";
+  }
+
   retranslate() {
     this.input.retranslate();
+    this.player.renderPosition();
+    this.summarizeLatency();
+    if (this.engineStatus) this.setEngines(this.engineStatus);
     if (this.lastMetrics) renderWaterfall($("#waterfall"), this.lastMetrics);
   }
 
@@ -106,13 +125,33 @@ export class Talk {
     if (!text) return;
     ensureAudio();
     input.value = "";
-    this.log.add("user", text);
-    if (this.socket.isOpen) this.socket.send({ type: "text", text });
+    const message = { text, item: this.log.add("user", text) };
+    this.log.delivery(message.item, "pending");
+    this.log.thinking();
+    if (this.socket.isOpen) this.deliver(message);
     else {
-      this.pendingTexts.push(text);
+      this.pendingTexts.push(message);
       this.socket.connect();
     }
     this.setTurnActive(true);
+  }
+
+  deliver(message) {
+    this.socket.send({ type: "text", text: message.text });
+    this.unconfirmed.push(message);
+  }
+
+  /** The server started answering: the oldest message sent has arrived. */
+  confirmDelivery() {
+    const message = this.unconfirmed.shift();
+    if (message) this.log.delivery(message.item, "sent");
+  }
+
+  /** Messages that never reached the server, for the sign-in page; they are marked failed. */
+  undelivered() {
+    const lost = [...this.unconfirmed.splice(0), ...this.pendingTexts.splice(0)];
+    for (const message of lost) this.log.delivery(message.item, "failed");
+    return lost.map((m) => m.text);
   }
 
   stopReply() {
@@ -122,7 +161,19 @@ export class Talk {
 
   reportPlayback(turnId, playedMs, done) {
     this.socket.send({ type: "playback", turn_id: turnId, played_ms: playedMs });
-    if (done) this.settle();
+    if (done) {
+      this.log.speaking(turnId, false);
+      this.settle();
+    }
+  }
+
+  /** Quieten the reply now (the user started speaking over it); `unduckReply()` undoes it. */
+  duckReply(level = 0) {
+    this.player.duck(level);
+  }
+
+  unduckReply() {
+    this.player.unduck();
   }
 
   newSession() {
@@ -134,6 +185,9 @@ export class Talk {
   dropped() {
     this.player.cut();
     this.log.cutOff();
+    // Sent just before the drop and not answered: send again on the next connection.
+    this.pendingTexts.unshift(...this.unconfirmed.splice(0));
+    for (const message of this.pendingTexts) this.log.delivery(message.item, "pending");
     this.setTurnActive(false);
     this.settle();
   }
@@ -157,7 +211,7 @@ export class Talk {
         $("#chat-log").dataset.sessionId = event.session_id;
         this.serverConfig = event.config;
         this.sendConfig();
-        for (const text of this.pendingTexts.splice(0)) this.socket.send({ type: "text", text });
+        for (const message of this.pendingTexts.splice(0)) this.deliver(message);
         break;
       case "config":
         this.configPending = false;
@@ -166,39 +220,52 @@ export class Talk {
         break;
       case "speech_started":
         this.input.setState("hearing");
+        this.log.hearing();
         break;
       case "speech_stopped":
         if (!this.input.handsFree) break;
         this.input.setState("thinking");
         // Noise and too-short speech make no turn and no further event: rest again.
         clearTimeout(this.settleTimer);
-        this.settleTimer = setTimeout(() => this.settle(), 10_000);
+        this.settleTimer = setTimeout(() => {
+          this.log.dropLive();
+          this.settle();
+        }, 10_000);
         break;
       case "transcript":
         this.onTranscript(event);
         break;
       case "llm_token":
+        if (!this.log.node.querySelector(`[data-turn-id="${CSS.escape(event.turn_id)}"]`)) {
+          this.confirmDelivery();
+        }
         this.log.appendToken(event.turn_id, event.token);
         this.setTurnActive(true);
         break;
       case "audio_response":
         this.setTurnActive(true);
         this.player.enqueue(event);
+        this.log.speaking(event.turn_id, true);
         this.input.setState("speaking");
         break;
       case "interrupted":
         this.player.cut(event.turn_id);
-        this.log.finish(event.turn_id, event.heard_text, true);
+        this.log.finish(event.turn_id, event.heard_text, true, null, event.reason);
         break;
       case "turn_end":
+        this.confirmDelivery();
         this.log.finish(event.turn_id, event.text, event.interrupted, event.tts_mode);
+        if (!this.player.playing) this.log.speaking(event.turn_id, false);
         this.lastMetrics = event.metrics || {};
         renderWaterfall($("#waterfall"), this.lastMetrics);
+        this.summarizeLatency();
         this.setTurnActive(false);
         this.settle();
         break;
       case "error":
-        this.banner.show(`${event.message} (${event.code})`, "error");
+        this.banner.show(serverMessage(event), "error");
+        this.log.dropThinking();
+        if (event.turn_id) this.confirmDelivery();
         if (this.configPending && this.serverConfig) {
           // The server refused the new settings (say, hq speech not configured): show what
           // the session really uses.
@@ -226,23 +293,59 @@ export class Talk {
     const partial = $("#partial");
     if (!event.final) {
       partial.textContent = event.text;
+      this.log.hearing(event.text);
       return;
     }
     partial.textContent = "";
+    clearTimeout(this.settleTimer);
     // A new turn while the last reply still plays: the user has moved on, stop it.
     if (this.player.playing && this.player.turnId !== event.turn_id) this.player.cut();
-    this.log.add("user", event.text, event.turn_id);
+    this.log.heard(event.text, event.turn_id);
     this.setTurnActive(true);
     this.input.setState("thinking");
   }
 
-  /** The voice picker's options, from the voice-profile list. */
-  setVoices(profiles) {
+  /** The voice picker's options, from the voice-profile list: profiles that cannot change the
+   * voice on this server are shown disabled, with the reason under the picker. */
+  setVoices(profiles = this.profiles || []) {
+    this.profiles = profiles;
     const select = $("#voice-select");
     const current = select.value;
-    const options = profiles.map((p) => el("option", { value: p.id, text: p.name }));
+    const usable = (p) => this.engines.canClone && p.engine_status === "cloning_ready";
+    const options = profiles.map((p) =>
+      el("option", {
+        value: p.id,
+        text: usable(p) ? p.name : t("talk.voiceCannotClone", { name: p.name }),
+        disabled: !usable(p),
+      }),
+    );
+    select.options[0].textContent = this.engines.voice
+      ? t("talk.defaultVoiceNamed", { voice: this.engines.voice })
+      : t("talk.defaultVoice");
     select.replaceChildren(select.options[0], ...options);
-    select.value = profiles.some((p) => p.id === current) ? current : "";
-    if (select.value !== current) this.sendConfig(); // the chosen profile was deleted
+    select.value = profiles.some((p) => p.id === current && usable(p)) ? current : "";
+    const hint = $("#voice-hint");
+    hint.hidden = !profiles.length || this.engines.canClone;
+    hint.textContent = t("talk.voiceHint", { voice: this.engines.voice || "–" });
+    if (select.value !== current) this.sendConfig(); // the chosen profile went away
+  }
+
+  /** What the server's engines can do (from /api/models/status): hq speech, cloning, voice. */
+  setEngines(status) {
+    this.engineStatus = status;
+    const hq = status.tts_modes?.hq || {};
+    const fast = status.slots?.["tts.fast"] || {};
+    this.engines = {
+      hq: Boolean(hq.available),
+      canClone: Boolean(hq.configured && hq.available),
+      voice: fast.model || fast.engine || "",
+    };
+    const option = $('#tts-select option[value="hq"]');
+    option.disabled = !this.engines.hq;
+    option.textContent = this.engines.hq ? t("tts.hq") : t("tts.hqUnavailable");
+    $("#tts-hint").hidden = this.engines.hq;
+    $("#tts-hint").textContent = hq.configured ? t("tts.hqFailing") : t("tts.hqNotConfigured");
+    if (!this.engines.hq && $("#tts-select").value === "hq") $("#tts-select").value = "auto";
+    this.setVoices();
   }
 }

@@ -128,6 +128,7 @@ async function testSynthesis(profile, text, result, go) {
       }),
       " ",
       el("span", { text: t("voices.spokeWith", { voice }) }),
+      cloned ? null : el("span", { class: "why block", text: t("voices.whyNotCloned") }),
     );
     result.dataset.voice = voice;
     result.dataset.cloned = String(cloned);
