@@ -26,7 +26,9 @@ export class ChatLog {
       el(
         "span",
         { class: "who" },
-        el("span", { class: "who-name", text: role === "user" ? t("talk.you") : "AVATAR" }),
+        role === "user"
+          ? el("span", { class: "who-name", dataset: { i18n: "talk.you" }, text: t("talk.you") })
+          : el("span", { class: "who-name", text: "AVATAR" }),
         el("span", { class: "who-now" }),
       ),
       el("p", { class: "msg-text", text }),

@@ -260,6 +260,10 @@ export class History {
     for (const hit of document.querySelectorAll(`#hit-list .hit[data-session="${CSS.escape(id)}"]`)) {
       hit.closest("li").remove();
     }
+    const hits = $("#hit-list");
+    if (!$("#search-results").hidden && !hits.children.length) {
+      hits.append(el("li", { class: "muted", text: t("history.noHitsLeft") }));
+    }
     if (this.current?.id === id) {
       this.current = null;
       $("#detail-body").hidden = true;

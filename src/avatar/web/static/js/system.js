@@ -1,7 +1,7 @@
 // The System tab: each model slot and its state, RAM and per-GPU VRAM, preload and warmup.
 import { $, el, clear, setWidth, formatMb, formatMs, formatSeconds } from "./dom.js";
 import { api } from "./api.js";
-import { t } from "./i18n.js";
+import { onLanguageChange, t } from "./i18n.js";
 
 function meter(used, total, label) {
   const fill = el("span", { class: "meter-fill" });
@@ -56,6 +56,7 @@ export class System {
     $("#preload").addEventListener("click", () => this.run("preload"));
     $("#warmup").addEventListener("click", () => this.run("warmup"));
     this.loadedBefore = new Set();
+    onLanguageChange(() => this.lastResult && this.renderResult(...this.lastResult));
   }
 
   fail(error) {
@@ -181,7 +182,9 @@ export class System {
     }
   }
 
-  renderResult(kind, report) {
+  /** The outcome of a preload or warm-up; `before` is the slots that were loaded already. */
+  renderResult(kind, report, before = this.loadedBefore) {
+    this.lastResult = [kind, report, before];
     const result = $("#system-result");
     const items = kind === "preload" ? report.slots || [] : report.steps || [];
     const rows = items.map((item) => {
@@ -189,7 +192,7 @@ export class System {
       const detail =
         kind === "preload"
           ? item.error ||
-            (item.load_s == null || this.loadedBefore.has(item.slot)
+            (item.load_s == null || before.has(item.slot)
               ? t("system.alreadyLoaded")
               : formatSeconds(item.load_s))
           : item.error || formatMs(item.took_ms);
@@ -203,7 +206,7 @@ export class System {
     result.hidden = false;
     result.dataset.kind = kind;
     result.replaceChildren(
-      el("p", { text: resultSummary(kind, report, items, this.loadedBefore) }),
+      el("p", { text: resultSummary(kind, report, items, before) }),
       el("ul", { class: "result-list" }, rows),
     );
   }

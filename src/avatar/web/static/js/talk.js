@@ -1,9 +1,9 @@
 // The Talk tab: microphone → /ws/chat → transcript, streaming reply text and reply audio.
-import { $, el, formatMs } from "./dom.js";
+import { $, el } from "./dom.js";
 import { t, onLanguageChange } from "./i18n.js";
 import { ChatSocket } from "./ws.js";
 import { Player } from "./player.js";
-import { renderWaterfall } from "./waterfall.js";
+import { formatLatency, renderWaterfall } from "./waterfall.js";
 import { ConnectionView } from "./connection.js";
 import { ChatLog } from "./chat-log.js";
 import { VoiceInput } from "./voice-input.js";
@@ -84,7 +84,7 @@ export class Talk {
   summarizeLatency() {
     const v2v = this.lastMetrics?.voice_to_voice_ms;
     $("#latency-summary").textContent =
-      typeof v2v === "number" ? t("talk.latencySummary", { v: formatMs(v2v) }) : "";
+      typeof v2v === "number" ? t("talk.latencySummary", { v: formatLatency(v2v) }) : "";
   }
 
   retranslate() {

@@ -1,6 +1,6 @@
 // The per-turn latency waterfall, drawn with DOM bars whose offset and width are set through
 // CSSOM (element.style), which the CSP allows (no inline style markup anywhere).
-import { el, clear, formatMs } from "./dom.js";
+import { el, clear } from "./dom.js";
 import { t } from "./i18n.js";
 
 /**
@@ -8,6 +8,11 @@ import { t } from "./i18n.js";
  * `stt_ms` are durations; the others are times since the end of speech (docs/PROTOCOL.md).
  */
 const DURATIONS = new Set(["endpointing_ms", "stt_ms"]);
+
+/** 850 ms, 6.5 s: short enough for the narrow value column. */
+export function formatLatency(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
 
 function stages(m) {
   const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
@@ -64,7 +69,7 @@ export function renderWaterfall(container, metrics = {}) {
         { class: "wf-row", dataset: { metric: row.key, ms: String(Math.round(row.value)) } },
         el("span", { class: "wf-label", text: t(row.label) }),
         el("span", { class: "wf-track" }, bar),
-        el("span", { class: "wf-value", text: t(`wf.${row.kind}`, { v: formatMs(row.value) }) }),
+        el("span", { class: "wf-value", text: t(`wf.${row.kind}`, { v: formatLatency(row.value) }) }),
       ),
     );
   }
@@ -78,7 +83,7 @@ export function metricChips(metrics = {}) {
     el(
       "span",
       { class: "chip", dataset: { metric: row.key } },
-      `${t(row.label)} ${t(`wf.${row.kind}`, { v: formatMs(row.value) })}`,
+      `${t(row.label)} ${t(`wf.${row.kind}`, { v: formatLatency(row.value) })}`,
     ),
   );
 }
