@@ -388,6 +388,41 @@ async def test_5_history_errors_deleted_hits_latency_and_playback(
             server.__exit__(None, None, None)
 
 
+async def test_history_shows_the_whole_reply_and_what_was_heard(
+    browser: Any, served: Served
+) -> None:
+    from wsclient import ChatClient, connect
+
+    with served.serve():
+        async with connect(served.live) as ws:
+            client = ChatClient(ws)
+            await client.until(lambda e: e["type"] == "session_started")
+            await client.send_json({"type": "text", "text": "Interrupted question about Paris"})
+            first = await client.until(lambda e: e["type"] == "audio_response")
+            await client.until(lambda e: e["type"] == "turn_end")
+            turn_id = first["turn_id"]
+            await client.send_json({"type": "playback", "turn_id": turn_id, "played_ms": 1200})
+            await client.send_json({"type": "interrupt"})
+            await client.until(lambda e: e["type"] == "interrupted")
+        context, page, log = await signed_in(browser, served)
+        try:
+            await page.click("#tab-history")
+            await page.locator(".session-item", has_text="Interrupted question").click()
+            turn = page.locator("#turn-list .turn").first
+            await expect(turn.locator(".badge.warn")).to_have_text("Cut short")
+            await expect(turn.locator(".turn-side.assistant .msg-text")).to_have_text(REPLY)
+            heard = turn.locator(".heard")
+            await expect(heard).to_contain_text("Heard before the interruption (1.2 s of")
+            await expect(heard).to_contain_text("The capital")
+            await expect(turn.locator("button[data-play=assistant]")).to_contain_text(
+                re.compile(r"Play reply audio \([4-9]\.\d s\)")  # the whole reply, not 1.2 s
+            )
+            await shots(page, "history-heard")
+            assert log.errors() == []
+        finally:
+            await context.close()
+
+
 async def say_text_via_api(served: Served, text: str) -> None:
     """A stored turn made over the WebSocket without the page (a second conversation)."""
     from wsclient import ChatClient, connect
