@@ -594,7 +594,7 @@ async def test_zh_tw_language_names_titles_and_server_notices(
             await shots(page, "zh-history", zh=False)
             # a server error known by its code shows in Chinese
             await page.evaluate(
-                """() => import("/js/talk.js").then(m => { document.title = m.serverMessage(
+                """() => import("/js/i18n.js").then(m => { document.title = m.serverMessage(
                      {code: "llm_failed", message: "boom"}); })"""
             )
             assert await page.title() == "語言模型無法回答這一輪。"

@@ -1,11 +1,10 @@
 // The History tab: sessions, full-text search with highlighted hits, turns with their audio
 // and metrics, export, delete. Only the search snippets are HTML (escaped by the server, with
 // <mark> around the hits); they are rebuilt from text and <mark> alone before insertion.
-import { $, el, clear, confirmDialog, download, formatDate, formatSeconds } from "./dom.js";
+import { $, el, clear, confirmDialog, download, formatDate } from "./dom.js";
 import { api, filenameOf } from "./api.js";
 import { languageName, t } from "./i18n.js";
-import { metricChips } from "./waterfall.js";
-import { trackAudio } from "./media.js";
+import { turnItem } from "./history-turn.js";
 
 /** The snippet's text and <mark> elements, and nothing else. */
 export function snippetNodes(html) {
@@ -15,22 +14,6 @@ export function snippetNodes(html) {
     node.nodeName === "MARK"
       ? el("mark", { text: node.textContent })
       : document.createTextNode(node.textContent),
-  );
-}
-
-/** "Heard 1.2 s of 4.0 s: …" under an interrupted turn's whole reply. */
-function heardNote(turn) {
-  const when =
-    turn.heard_ms != null && turn.assistant_audio_s != null
-      ? t("history.heardAt", {
-          heard: formatSeconds(turn.heard_ms / 1000),
-          whole: formatSeconds(turn.assistant_audio_s),
-        })
-      : "";
-  return el(
-    "p",
-    { class: "heard small", dataset: { heardMs: turn.heard_ms ?? "" } },
-    t("history.heard", { when, text: turn.heard_text || "–" }),
   );
 }
 
@@ -167,7 +150,7 @@ export class History {
       .filter(Boolean)
       .join(" · ");
     const list = clear($("#turn-list"));
-    for (const item of session.turns) list.append(this.turnItem(item));
+    for (const item of session.turns) list.append(turnItem(item));
     const target = turn && list.querySelector(`[data-turn="${turn}"]`);
     if (target) {
       target.classList.add("target");
@@ -176,54 +159,6 @@ export class History {
     } else {
       $("#detail-title").scrollIntoView({ block: "nearest" });
     }
-  }
-
-  turnItem(turn) {
-    const side = (role, text, url, seconds) =>
-      el(
-        "div",
-        { class: `turn-side ${role}` },
-        el("span", { class: "who", text: t(`history.role.${role}`) }),
-        el("p", { class: "msg-text", text: text || "–" }),
-        url ? this.playButton(url, role, seconds) : null,
-      );
-    const badges = [
-      turn.interrupted ? el("span", { class: "badge warn", text: t("history.cut") }) : null,
-      turn.tts_mode ? el("span", { class: "badge", text: t(`tts.${turn.tts_mode}`) }) : null,
-    ];
-    return el(
-      "li",
-      { class: "turn", dataset: { turn: turn.index } },
-      el(
-        "div",
-        { class: "turn-head" },
-        el("strong", { text: t("history.turn", { n: turn.index }) }),
-        el("span", { class: "muted small", text: formatDate(turn.created_at) }),
-        badges,
-      ),
-      side("user", turn.user_text, turn.user_audio_url, turn.user_audio_s),
-      side("assistant", turn.assistant_text, turn.assistant_audio_url, turn.assistant_audio_s),
-      turn.interrupted ? heardNote(turn) : null,
-      el("div", { class: "chips" }, metricChips(turn.metrics || {})),
-    );
-  }
-
-  playButton(url, role, seconds) {
-    const holder = el("div", { class: "play-holder" });
-    const label = t(`history.play.${role}`) + (seconds ? ` (${formatSeconds(seconds)})` : "");
-    const button = el(
-      "button",
-      { type: "button", class: "btn small", dataset: { play: role } },
-      label,
-    );
-    button.addEventListener("click", () => {
-      const audio = trackAudio(el("audio", { controls: true, src: url, dataset: { role } }));
-      holder.replaceChildren(audio);
-      audio.play().catch(() => {});
-      audio.focus();
-    });
-    holder.append(button);
-    return holder;
   }
 
   async exportAs(format, button) {
@@ -257,7 +192,9 @@ export class History {
 
   /** A session that is gone: its detail closes and its search hits go. */
   forget(id) {
-    for (const hit of document.querySelectorAll(`#hit-list .hit[data-session="${CSS.escape(id)}"]`)) {
+    for (const hit of document.querySelectorAll(
+      `#hit-list .hit[data-session="${CSS.escape(id)}"]`,
+    )) {
       hit.closest("li").remove();
     }
     const hits = $("#hit-list");

@@ -60,6 +60,13 @@ export function languageName(code) {
   }
 }
 
+/** A server error event in the interface language where its code is known, else as sent. */
+export function serverMessage(event) {
+  const key = `server.${event.code}`;
+  const known = DICTIONARIES[language][key] ?? en[key];
+  return known ?? `${event.message} (${event.code})`;
+}
+
 export function setLanguage(next) {
   if (!(next in DICTIONARIES) || next === language) return;
   language = next;

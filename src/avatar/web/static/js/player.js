@@ -111,7 +111,8 @@ export class Player {
     const rest = [];
     for (const piece of this.pieces) {
       const played = Math.max(0, Math.min(piece.duration, now - piece.start));
-      if (played < piece.duration) rest.push({ buffer: piece.buffer, offset: piece.offset + played });
+      if (played < piece.duration)
+        rest.push({ buffer: piece.buffer, offset: piece.offset + played });
     }
     this.paused = { turnId: this.turnId, rest };
     this.stopSources(false);

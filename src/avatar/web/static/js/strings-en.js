@@ -63,7 +63,8 @@ export const en = {
   "talk.latency": "Latency of the last turn",
   "talk.latencyEmpty": "The timing of each stage shows here after a reply.",
   "talk.latencyNone": "This turn reported no timings.",
-  "talk.latencyNote": "Durations are how long a step took; the other times count from the end of your question (the end of your speech, or sending a typed message).",
+  "talk.latencyNote":
+    "Durations are how long a step took; the other times count from the end of your question (the end of your speech, or sending a typed message).",
   "talk.playback": "Playback",
   "talk.chunks": "Audio pieces played",
   "talk.heard": "Played",
@@ -206,8 +207,10 @@ export const en = {
   "system.warmupDone": "Warm-up finished in {s}.",
   "system.alreadyLoaded": "already loaded",
 
-  "login.restarted": "The server restarted with a new access token. Sign in again with the new login URL or token.",
-  "login.undelivered": "These messages were not delivered. Copy them to send again after signing in:",
+  "login.restarted":
+    "The server restarted with a new access token. Sign in again with the new login URL or token.",
+  "login.undelivered":
+    "These messages were not delivered. Copy them to send again after signing in:",
   "conn.retryNow": "Reconnect now",
   "talk.playerState": "Now",
   "talk.received": "Reply audio received",
@@ -217,17 +220,21 @@ export const en = {
   "player.paused": "Paused",
   "talk.defaultVoiceNamed": "Default voice ({voice})",
   "talk.voiceCannotClone": "{name} — cannot be used on this server",
-  "talk.voiceHint": "Voice profiles change the voice only with a cloning engine (F5-TTS or CosyVoice2, see docs/GPU.md), which this server does not have. Replies are spoken by {voice}.",
+  "talk.voiceHint":
+    "Voice profiles change the voice only with a cloning engine (F5-TTS or CosyVoice2, see docs/GPU.md), which this server does not have. Replies are spoken by {voice}.",
   "tts.hqUnavailable": "High quality — not available",
-  "tts.hqNotConfigured": "High-quality speech is not set up on this server (it needs a GPU or remote engine, see docs/GPU.md). Replies use fast speech.",
-  "tts.hqFailing": "High-quality speech is set up but not working right now. Replies use fast speech until it recovers.",
+  "tts.hqNotConfigured":
+    "High-quality speech is not set up on this server (it needs a GPU or remote engine, see docs/GPU.md). Replies use fast speech.",
+  "tts.hqFailing":
+    "High-quality speech is set up but not working right now. Replies use fast speech until it recovers.",
   "talk.now.listening": "speaking…",
   "talk.now.thinking": "thinking…",
   "talk.now.speaking": "speaking",
   "talk.serverStopped": "Cut off: the server stopped",
   "talk.delivery.pending": "Sending…",
   "talk.delivery.failed": "Not delivered",
-  "history.unreachable": "The conversations cannot be loaded: the server is not reachable. The list shows what was loaded before.",
+  "history.unreachable":
+    "The conversations cannot be loaded: the server is not reachable. The list shows what was loaded before.",
   "history.cut": "Cut short",
   "history.heardAt": " ({heard} of {whole})",
   "wf.group.took": "How long each step took",
@@ -243,18 +250,22 @@ export const en = {
   "system.modeNotConfigured": "not set up",
   "system.modeFailing": "not working now ({reason})",
   "system.preloadNothing": "Every model was already loaded; nothing to do.",
-  "voices.whyNotCloned": "This server has no voice-cloning engine (F5-TTS or CosyVoice2, see docs/GPU.md), so the packaged voice spoke instead.",
+  "voices.whyNotCloned":
+    "This server has no voice-cloning engine (F5-TTS or CosyVoice2, see docs/GPU.md), so the packaged voice spoke instead.",
   "lang.zh-TW": "Chinese (Traditional)",
   "lang.zh-CN": "Chinese (Simplified)",
   "lang.ja": "Japanese",
-  "server.engine_unavailable": "A speech or language engine is not available right now. Try again in a moment.",
+  "server.engine_unavailable":
+    "A speech or language engine is not available right now. Try again in a moment.",
   "server.engine_overloaded": "The engine is busy. Try again in a moment.",
-  "server.engine_rate_limited": "The remote engine refused: too many requests. Try again in a moment.",
+  "server.engine_rate_limited":
+    "The remote engine refused: too many requests. Try again in a moment.",
   "server.engine_server_error": "The remote engine failed. Try again in a moment.",
   "server.engine_stream_broken": "The reply broke off: the engine stopped answering.",
   "server.engine_auth": "The remote engine refused the server's key (see the server's settings).",
   "server.llm_failed": "The language model could not answer this turn.",
-  "server.llm_context_overflow": "The conversation is too long for the model. Start a new conversation.",
+  "server.llm_context_overflow":
+    "The conversation is too long for the model. Start a new conversation.",
   "server.storage_failed": "The turn was answered but could not be saved to history.",
   "server.internal_error": "Something went wrong on the server with this turn.",
   "server.rate_limited": "Too many requests. Wait a moment and try again.",

@@ -61,7 +61,8 @@ export const zhTW = {
   "talk.latency": "上一輪的延遲",
   "talk.latencyEmpty": "回覆後，這裡會顯示各階段的耗時。",
   "talk.latencyNone": "這一輪沒有回報耗時。",
-  "talk.latencyNote": "「花費的時間」是各步驟所用的時間；其他時間從你的問題結束起算（說完話，或送出打字訊息）。",
+  "talk.latencyNote":
+    "「花費的時間」是各步驟所用的時間；其他時間從你的問題結束起算（說完話，或送出打字訊息）。",
   "talk.playback": "播放",
   "talk.chunks": "已播放的音訊片段",
   "talk.heard": "已播放",
@@ -211,9 +212,11 @@ export const zhTW = {
   "player.paused": "已暫停",
   "talk.defaultVoiceNamed": "預設聲音（{voice}）",
   "talk.voiceCannotClone": "{name}——此伺服器無法使用",
-  "talk.voiceHint": "聲音設定檔只有在有聲音複製引擎（F5-TTS 或 CosyVoice2，見 docs/GPU.md）時才會改變聲音，而此伺服器沒有。回覆由 {voice} 說出。",
+  "talk.voiceHint":
+    "聲音設定檔只有在有聲音複製引擎（F5-TTS 或 CosyVoice2，見 docs/GPU.md）時才會改變聲音，而此伺服器沒有。回覆由 {voice} 說出。",
   "tts.hqUnavailable": "高品質——無法使用",
-  "tts.hqNotConfigured": "此伺服器沒有設定高品質語音（需要 GPU 或遠端引擎，見 docs/GPU.md）。回覆使用快速語音。",
+  "tts.hqNotConfigured":
+    "此伺服器沒有設定高品質語音（需要 GPU 或遠端引擎，見 docs/GPU.md）。回覆使用快速語音。",
   "tts.hqFailing": "高品質語音已設定，但目前無法運作。恢復前回覆使用快速語音。",
   "talk.now.listening": "說話中…",
   "talk.now.thinking": "思考中…",
@@ -237,7 +240,8 @@ export const zhTW = {
   "system.modeNotConfigured": "未設定",
   "system.modeFailing": "目前無法運作（{reason}）",
   "system.preloadNothing": "所有模型都已載入，不需要再載入。",
-  "voices.whyNotCloned": "此伺服器沒有聲音複製引擎（F5-TTS 或 CosyVoice2，見 docs/GPU.md），所以改由內建聲音說出。",
+  "voices.whyNotCloned":
+    "此伺服器沒有聲音複製引擎（F5-TTS 或 CosyVoice2，見 docs/GPU.md），所以改由內建聲音說出。",
   "lang.zh-TW": "中文（繁體）",
   "lang.zh-CN": "中文（簡體）",
   "lang.ja": "日文",

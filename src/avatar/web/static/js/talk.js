@@ -1,21 +1,16 @@
 // The Talk tab: microphone → /ws/chat → transcript, streaming reply text and reply audio.
-import { $, el } from "./dom.js";
-import { t, onLanguageChange } from "./i18n.js";
+import { $ } from "./dom.js";
+import { t, onLanguageChange, serverMessage } from "./i18n.js";
 import { ChatSocket } from "./ws.js";
 import { Player } from "./player.js";
 import { formatLatency, renderWaterfall } from "./waterfall.js";
 import { ConnectionView } from "./connection.js";
 import { ChatLog } from "./chat-log.js";
 import { VoiceInput } from "./voice-input.js";
+import { Outbox } from "./outbox.js";
+import { Pickers } from "./pickers.js";
 
 let audioContext = null;
-
-/** A server error in the interface language where it is known by its code, else as sent. */
-export function serverMessage(event) {
-  const key = `server.${event.code}`;
-  const known = t(key);
-  return known === key.split(".").pop() ? `${event.message} (${event.code})` : known;
-}
 
 /** The one AudioContext (capture and playback); made and resumed inside a user gesture. */
 function ensureAudio() {
@@ -54,10 +49,9 @@ export class Talk {
     this.turnActive = false;
     this.serverConfig = null;
     this.configPending = false;
-    this.pendingTexts = []; // typed while the connection was down: sent once it is back
-    this.unconfirmed = []; // sent, no reply started yet: sent again if the connection drops
+    this.outbox = new Outbox(this.socket, this.log);
+    this.pickers = new Pickers();
     this.lastMetrics = null;
-    this.engines = { hq: true, canClone: true, voice: "" };
     this.socket.addEventListener("message", (e) => this.onEvent(e.detail));
     this.bind();
     this.retranslate();
@@ -91,7 +85,7 @@ export class Talk {
     this.input.retranslate();
     this.player.renderPosition();
     this.summarizeLatency();
-    if (this.engineStatus) this.setEngines(this.engineStatus);
+    if (this.pickers.setEngines()) this.sendConfig();
     if (this.lastMetrics) renderWaterfall($("#waterfall"), this.lastMetrics);
   }
 
@@ -112,9 +106,7 @@ export class Talk {
     this.configPending = this.socket.isOpen;
     this.socket.send({
       type: "config",
-      language: $("#lang-select").value,
-      tts_mode: $("#tts-select").value,
-      voice_profile_id: $("#voice-select").value,
+      ...this.pickers.values(),
       hands_free: this.input.handsFree,
     });
   }
@@ -125,33 +117,14 @@ export class Talk {
     if (!text) return;
     ensureAudio();
     input.value = "";
-    const message = { text, item: this.log.add("user", text) };
-    this.log.delivery(message.item, "pending");
+    this.outbox.send(text, this.log.add("user", text));
     this.log.thinking();
-    if (this.socket.isOpen) this.deliver(message);
-    else {
-      this.pendingTexts.push(message);
-      this.socket.connect();
-    }
     this.setTurnActive(true);
   }
 
-  deliver(message) {
-    this.socket.send({ type: "text", text: message.text });
-    this.unconfirmed.push(message);
-  }
-
-  /** The server started answering: the oldest message sent has arrived. */
-  confirmDelivery() {
-    const message = this.unconfirmed.shift();
-    if (message) this.log.delivery(message.item, "sent");
-  }
-
-  /** Messages that never reached the server, for the sign-in page; they are marked failed. */
+  /** Messages that never reached the server, for the sign-in page. */
   undelivered() {
-    const lost = [...this.unconfirmed.splice(0), ...this.pendingTexts.splice(0)];
-    for (const message of lost) this.log.delivery(message.item, "failed");
-    return lost.map((m) => m.text);
+    return this.outbox.undelivered();
   }
 
   stopReply() {
@@ -185,9 +158,7 @@ export class Talk {
   dropped() {
     this.player.cut();
     this.log.cutOff();
-    // Sent just before the drop and not answered: send again on the next connection.
-    this.pendingTexts.unshift(...this.unconfirmed.splice(0));
-    for (const message of this.pendingTexts) this.log.delivery(message.item, "pending");
+    this.outbox.requeue();
     this.setTurnActive(false);
     this.settle();
   }
@@ -211,12 +182,12 @@ export class Talk {
         $("#chat-log").dataset.sessionId = event.session_id;
         this.serverConfig = event.config;
         this.sendConfig();
-        for (const message of this.pendingTexts.splice(0)) this.deliver(message);
+        this.outbox.flush();
         break;
       case "config":
         this.configPending = false;
         this.serverConfig = event;
-        this.applyConfig(event);
+        this.pickers.apply(event);
         break;
       case "speech_started":
         this.input.setState("hearing");
@@ -237,7 +208,7 @@ export class Talk {
         break;
       case "llm_token":
         if (!this.log.node.querySelector(`[data-turn-id="${CSS.escape(event.turn_id)}"]`)) {
-          this.confirmDelivery();
+          this.outbox.confirm();
         }
         this.log.appendToken(event.turn_id, event.token);
         this.setTurnActive(true);
@@ -253,7 +224,7 @@ export class Talk {
         this.log.finish(event.turn_id, event.heard_text, true, null, event.reason);
         break;
       case "turn_end":
-        this.confirmDelivery();
+        this.outbox.confirm();
         this.log.finish(event.turn_id, event.text, event.interrupted, event.tts_mode);
         if (!this.player.playing) this.log.speaking(event.turn_id, false);
         this.lastMetrics = event.metrics || {};
@@ -265,28 +236,18 @@ export class Talk {
       case "error":
         this.banner.show(serverMessage(event), "error");
         this.log.dropThinking();
-        if (event.turn_id) this.confirmDelivery();
+        if (event.turn_id) this.outbox.confirm();
         if (this.configPending && this.serverConfig) {
           // The server refused the new settings (say, hq speech not configured): show what
           // the session really uses.
           this.configPending = false;
-          this.applyConfig(this.serverConfig);
+          this.pickers.apply(this.serverConfig);
         }
         if (event.turn_id) this.setTurnActive(false);
         break;
       default:
         break;
     }
-  }
-
-  applyConfig(config) {
-    const set = (id, value) => {
-      const select = $(id);
-      if ([...select.options].some((o) => o.value === value)) select.value = value;
-    };
-    set("#lang-select", config.language || "auto");
-    set("#tts-select", config.tts_mode || "auto");
-    set("#voice-select", config.voice_profile_id || "");
   }
 
   onTranscript(event) {
@@ -305,47 +266,13 @@ export class Talk {
     this.input.setState("thinking");
   }
 
-  /** The voice picker's options, from the voice-profile list: profiles that cannot change the
-   * voice on this server are shown disabled, with the reason under the picker. */
-  setVoices(profiles = this.profiles || []) {
-    this.profiles = profiles;
-    const select = $("#voice-select");
-    const current = select.value;
-    const usable = (p) => this.engines.canClone && p.engine_status === "cloning_ready";
-    const options = profiles.map((p) =>
-      el("option", {
-        value: p.id,
-        text: usable(p) ? p.name : t("talk.voiceCannotClone", { name: p.name }),
-        disabled: !usable(p),
-      }),
-    );
-    select.options[0].textContent = this.engines.voice
-      ? t("talk.defaultVoiceNamed", { voice: this.engines.voice })
-      : t("talk.defaultVoice");
-    select.replaceChildren(select.options[0], ...options);
-    select.value = profiles.some((p) => p.id === current && usable(p)) ? current : "";
-    const hint = $("#voice-hint");
-    hint.hidden = !profiles.length || this.engines.canClone;
-    hint.textContent = t("talk.voiceHint", { voice: this.engines.voice || "–" });
-    if (select.value !== current) this.sendConfig(); // the chosen profile went away
+  /** The voice picker's options, from the voice-profile list. */
+  setVoices(profiles) {
+    if (this.pickers.setVoices(profiles)) this.sendConfig(); // the chosen profile went away
   }
 
-  /** What the server's engines can do (from /api/models/status): hq speech, cloning, voice. */
+  /** What the engines can do shapes the pickers (hq speech, voice cloning). */
   setEngines(status) {
-    this.engineStatus = status;
-    const hq = status.tts_modes?.hq || {};
-    const fast = status.slots?.["tts.fast"] || {};
-    this.engines = {
-      hq: Boolean(hq.available),
-      canClone: Boolean(hq.configured && hq.available),
-      voice: fast.model || fast.engine || "",
-    };
-    const option = $('#tts-select option[value="hq"]');
-    option.disabled = !this.engines.hq;
-    option.textContent = this.engines.hq ? t("tts.hq") : t("tts.hqUnavailable");
-    $("#tts-hint").hidden = this.engines.hq;
-    $("#tts-hint").textContent = hq.configured ? t("tts.hqFailing") : t("tts.hqNotConfigured");
-    if (!this.engines.hq && $("#tts-select").value === "hq") $("#tts-select").value = "auto";
-    this.setVoices();
+    if (this.pickers.setEngines(status)) this.sendConfig();
   }
 }

@@ -69,7 +69,10 @@ export function renderWaterfall(container, metrics = {}) {
         { class: "wf-row", dataset: { metric: row.key, ms: String(Math.round(row.value)) } },
         el("span", { class: "wf-label", text: t(row.label) }),
         el("span", { class: "wf-track" }, bar),
-        el("span", { class: "wf-value", text: t(`wf.${row.kind}`, { v: formatLatency(row.value) }) }),
+        el("span", {
+          class: "wf-value",
+          text: t(`wf.${row.kind}`, { v: formatLatency(row.value) }),
+        }),
       ),
     );
   }
