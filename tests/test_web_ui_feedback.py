@@ -474,9 +474,7 @@ async def test_6_phone_layout(browser: Any, served: Served) -> None:
             await page.set_viewport_size({"width": PHONE[0], "height": PHONE[1]})
             await page.click("#tab-system")
             await expect(page.locator("#model-table tbody tr").first).to_be_visible()
-            wrap = await page.eval_on_selector(
-                ".table-wrap", "w => [w.scrollWidth, w.clientWidth]"
-            )
+            wrap = await page.eval_on_selector(".table-wrap", "w => [w.scrollWidth, w.clientWidth]")
             assert wrap[0] <= wrap[1]  # no hidden columns behind a sideways scroll
             label = await page.eval_on_selector(
                 "#model-table tbody td", "td => getComputedStyle(td, '::before').content"
@@ -574,9 +572,7 @@ TWO_AUDIOS = """async () => {
 }"""
 
 
-async def test_zh_tw_language_names_titles_and_server_notices(
-    browser: Any, served: Served
-) -> None:
+async def test_zh_tw_language_names_titles_and_server_notices(browser: Any, served: Served) -> None:
     with served.serve():
         context, page, log = await signed_in(browser, served, locale="zh-TW")
         try:
