@@ -265,6 +265,14 @@ async def test_4_conversation_shows_words_as_heard_thinking_and_who_speaks(
             await expect(page.locator("#chat-log [data-now]")).to_have_count(0, timeout=60_000)
             await page.select_option("#ui-lang", "en")
             await page.click("#mic-button")
+            # a spoken turn's latency: durations and times apart, each labelled as such
+            await expect(page.locator("#waterfall .wf-group")).to_have_text(
+                ["How long each step took", "Time from the end of your question"]
+            )
+            took = page.locator('#waterfall .wf-row[data-metric="stt_ms"] .wf-value')
+            await expect(took).not_to_contain_text("at ")
+            v2v = page.locator('#waterfall .wf-row[data-metric="voice_to_voice_ms"] .wf-value')
+            await expect(v2v).to_contain_text("at ")
             # partials came over the socket and were shown before the final words
             assert partial and "capital" in final.lower()
             assert not await page.locator("#chat-log .msg.thinking").count()
@@ -343,9 +351,8 @@ async def test_5_history_errors_deleted_hits_latency_and_playback(
         await expect(page.locator("#waterfall .wf-row").first).to_be_visible(timeout=60_000)
         # the latency panel names its two kinds of figures; the playback panel agrees with itself
         groups = page.locator("#waterfall .wf-group")
-        await expect(groups).to_have_text(
-            ["When it happened, after you stopped speaking"]
-        )  # a typed turn has no endpointing or transcription durations
+        # a typed turn has no endpointing or transcription durations
+        await expect(groups).to_have_text(["Time from the end of your question"])
         values = await page.locator("#waterfall .wf-value").all_inner_texts()
         assert values and all(v.startswith("at ") for v in values)
         stats = page.locator("#player-stats")
