@@ -197,7 +197,7 @@ async def test_2_3_voice_and_quality_pickers_say_what_cannot_work(
         ) as api:
             created = await api.post(
                 "/api/voice-profiles",
-                data={"name": "Grandpa", "reference_text": SAMPLE_TEXT},
+                data={"name": "Grandpa", "reference_text": "Something else entirely."},
                 files={"audio_file": ("v.wav", sample.read_bytes(), "audio/wav")},
             )
             assert created.status_code == 201, created.text
@@ -225,7 +225,14 @@ async def test_2_3_voice_and_quality_pickers_say_what_cannot_work(
             await card.get_by_role("button", name="Test synthesis").click()
             why = card.locator(".test-result .why")
             await expect(why).to_contain_text("no voice-cloning engine", timeout=60_000)
+            # the server's quality warning, in the interface language
+            warning = card.locator(".warning[data-code=transcript_mismatch]")
+            await expect(warning).to_contain_text("does not match the reference text")
             await screenshot(page, "feedback-2-voices-test-desktop")
+            await page.select_option("#ui-lang", "zh-TW")
+            await expect(warning).to_contain_text("與參考文字不符")
+            await screenshot(page, "feedback-2-voices-test-desktop-zh")
+            await page.select_option("#ui-lang", "en")
             assert log.errors() == []
         finally:
             await context.close()

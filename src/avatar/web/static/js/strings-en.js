@@ -278,4 +278,14 @@ export const en = {
   "server.payload_too_large": "That message is too large.",
   "talk.latencySummary": "The reply began {v} after your question ended (details under “Latency”).",
   "history.noHitsLeft": "No results left: their conversation was deleted.",
+  "voices.warn.too_quiet": "The speech is too quiet.",
+  "voices.fix.too_quiet": "Record closer to the microphone or raise the input gain.",
+  "voices.warn.clipping": "Part of the recording is clipped (distorted).",
+  "voices.fix.clipping": "Lower the input gain and record again.",
+  "voices.warn.noisy": "There is too much background noise.",
+  "voices.fix.noisy": "Record in a quieter room, away from fans and traffic.",
+  "voices.warn.transcript_mismatch": "The speech does not match the reference text.",
+  "voices.fix.transcript_mismatch":
+    "Make the reference text exactly what is said in the recording.",
+  "app.colon": ": ",
 };

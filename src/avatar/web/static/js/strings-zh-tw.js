@@ -265,4 +265,13 @@ export const zhTW = {
   "server.payload_too_large": "訊息太大。",
   "talk.latencySummary": "你的問題結束後 {v} 開始回覆（詳見「延遲」）。",
   "history.noHitsLeft": "沒有剩下的結果：它們所屬的對話已刪除。",
+  "voices.warn.too_quiet": "說話聲音太小。",
+  "voices.fix.too_quiet": "請靠近麥克風錄音，或調高輸入音量。",
+  "voices.warn.clipping": "錄音有部分爆音（失真）。",
+  "voices.fix.clipping": "請調低輸入音量後重新錄音。",
+  "voices.warn.noisy": "背景噪音太大。",
+  "voices.fix.noisy": "請在較安靜的房間錄音，遠離風扇和車流。",
+  "voices.warn.transcript_mismatch": "錄音內容與參考文字不符。",
+  "voices.fix.transcript_mismatch": "請讓參考文字與錄音中說的話完全一致。",
+  "app.colon": "：",
 };
