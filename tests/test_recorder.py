@@ -121,6 +121,16 @@ async def stored_turns(server: LiveServer, session_id: str) -> list[TurnRow]:
         return list((await Conversations(session).get_session(session_id)).turns)
 
 
+async def marked_interrupted(server: LiveServer, session_id: str) -> TurnRow:
+    """The stored turn once marked (the server sends `interrupted` before it writes the mark)."""
+    async with asyncio.timeout(30):
+        while True:
+            (turn,) = await stored_turns(server, session_id)
+            if turn.interrupted:
+                return turn
+            await asyncio.sleep(0.05)
+
+
 def wav_seconds(data: bytes) -> float:
     with wave.open(io.BytesIO(data)) as wav:
         return wav.getnframes() / wav.getframerate()
@@ -195,7 +205,7 @@ async def test_talked_over_after_generation_keeps_all_audio(server, chat) -> Non
         await client.report()
         await client.send_json({"type": "interrupt"})
         interrupted = await client.until(lambda e: e["type"] == "interrupted")
-    (turn,) = await stored_turns(server, str(started["session_id"]))
+    turn = await marked_interrupted(server, str(started["session_id"]))
     sent_s = client.sent_s(str(end["turn_id"]))
     assert turn.interrupted and turn.heard_text == interrupted["heard_text"]
     assert turn.heard_ms is not None and 0 < turn.heard_ms < sent_s * 1000
