@@ -385,7 +385,7 @@ async def test_5_history_errors_deleted_hits_latency_and_playback(
         # the server goes away: the list stays and says why it cannot load
         await say_text_via_api(served, "A second conversation about Lyon")
         await page.click("#sessions-refresh")
-        await expect(page.locator("#session-list li")).not_to_have_count(0)
+        await expect(page.locator("#session-list li", has_text="Lyon")).to_be_visible()
         items = await page.locator("#session-list li").count()
         server.__exit__(None, None, None)
         server = None
