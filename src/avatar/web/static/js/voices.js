@@ -77,11 +77,15 @@ export class Voices {
       input.removeAttribute("aria-describedby");
     }
     this.errorField = message ? field : null;
+    this.errorHome ??= { parent: node.parentNode, next: node.nextSibling };
     if (message && field) {
       const input = $(field);
       input.setAttribute("aria-invalid", "true");
       input.setAttribute("aria-describedby", "voice-error");
+      input.after(node); // shown under the field it is about
       input.focus();
+    } else {
+      this.errorHome.parent.insertBefore(node, this.errorHome.next);
     }
   }
 
