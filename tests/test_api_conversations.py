@@ -387,6 +387,7 @@ EXPORT_TURNS = [
         user_s=None,
         interrupted=True,
         heard_text="Second answer",
+        heard_ms=400.0,
     ),
     turn("Third\nquestion on two lines", "你好，第三个回答", user_s=1.0, assistant_s=1.25),
 ]
@@ -411,6 +412,7 @@ async def test_export_json_has_the_full_data(api: httpx.AsyncClient, store: Stor
     assert session == (await api.get(f"{BASE}/{session_id}")).json()
     assert [t["user_text"] for t in session["turns"]] == [t["user_text"] for t in EXPORT_TURNS]
     assert session["turns"][1]["heard_text"] == "Second answer"
+    assert session["turns"][1]["heard_ms"] == 400.0 and session["turns"][0]["heard_ms"] is None
 
 
 async def test_export_markdown_is_a_readable_transcript(
@@ -426,7 +428,8 @@ async def test_export_markdown_is_a_readable_transcript(
     for number in (1, 2, 3):
         assert f"## Turn {number} (" in text
     assert "> Third\n> question on two lines" in text and "> 你好，第三个回答" in text
-    assert "*Interrupted by the user; they heard:*\n\n> Second answer" in text
+    heard = "*Interrupted by the user after 0.4 s of 0.8 s; they heard:*\n\n> Second answer"
+    assert heard in text
     assert "*Latency: stt 10 ms*" in text
     assert text.index("First answer") < text.index("Second question")
 

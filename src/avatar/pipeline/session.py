@@ -80,8 +80,10 @@ class TurnRecorder(Protocol):
     ) -> int | None:
         """Store the turn; returns its index in the session."""
 
-    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
-        """A stored turn was cut off while its audio was still playing."""
+    async def mark_interrupted(
+        self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
+    ) -> None:
+        """A stored turn was cut off while its audio played (heard up to ``heard_ms``)."""
 
 
 class VoiceResolver(Protocol):
@@ -253,7 +255,9 @@ class VoiceSession:
         await self._emit(Interrupted(turn.id, heard, reason))
         if self.recorder is not None and turn.stored_index is not None:
             try:
-                await self.recorder.mark_interrupted(self.session_id, turn.stored_index, heard)
+                await self.recorder.mark_interrupted(
+                    self.session_id, turn.stored_index, heard, turn.played_ms
+                )
             except Exception:
                 log.exception("could not mark turn %s interrupted", turn.id)
 
