@@ -30,7 +30,6 @@ from avatar.api.ws.protocol import (
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import GenerationOptions, SttStream, VoiceRef
 from avatar.engines.hub import EngineHub
-from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
 from avatar.pipeline.context import ConversationContext
 from avatar.pipeline.echo import EchoGuard
@@ -41,9 +40,11 @@ from avatar.pipeline.endpointing import (
     SpeechEnd,
     SpeechStart,
 )
-from avatar.pipeline.hallucinations import is_hallucination
+from avatar.pipeline.hallucinations import is_hallucination, unheard_speech
+from avatar.pipeline.language import session_language, stt_language, turn_language
 from avatar.pipeline.responder import ReplyPlan, run_reply
 from avatar.pipeline.turn import Turn
+from avatar.text.script import to_script
 
 log = logging.getLogger("avatar.session")
 Send = Callable[[dict[str, Any]], Awaitable[None]]
@@ -159,9 +160,8 @@ class VoiceSession:
 
     async def _configure(self, msg: ConfigMsg) -> None:
         changes = {k: v for k, v in msg.model_dump(exclude={"type"}).items() if v is not None}
-        if changes.get("language") == "auto":
-            changes["language"] = None
-            self._detected_language = None
+        if "language" in changes:  # checked (unknown tags refused), "auto" -> None
+            changes["language"] = session_language(changes["language"])
         if changes.get("voice_profile_id") and self.voices is not None:
             await self.voices.voice(changes["voice_profile_id"])  # unknown id: error, no change
         if "tts_mode" in changes:
@@ -363,9 +363,7 @@ class VoiceSession:
                     return
             assert text is not None
             turn.user_text = text
-            turn.language = (
-                self.config.language or self._detected_language or detect_text_language(text)
-            )
+            turn.language = turn.language or turn_language(self.config.language, None, text)
             self._user_audio = audio
             await self._reply(turn, t0)
             turn.complete = True  # from here on the turn is stored, never cancelled
@@ -388,25 +386,28 @@ class VoiceSession:
 
     async def _transcribe(self, turn: Turn, audio: PcmAudio, t0: float) -> str | None:
         start = time.monotonic()
-        # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
-        # message with language "auto" detects again).
-        language = self.config.language or self._detected_language
+        # The language follows the user turn by turn (Whisper reads it off the encoder pass it
+        # makes anyway); a configured language overrides detection.
+        language = stt_language(self.config.language)
         with self.hub.health.watch("stt"):
             result = await self.hub.stt.transcribe(audio, language=language)
         self.hub.health.worked("stt")
         turn.metrics["stt_ms"] = round((time.monotonic() - start) * 1000, 1)
         text = result.text.strip()
+        speech_ms = turn.metrics.get("user_speech_ms")
         if not text or is_hallucination(
-            text,
-            no_speech_probability=result.no_speech_probability,
-            speech_ms=turn.metrics.get("user_speech_ms"),
+            text, no_speech_probability=result.no_speech_probability, speech_ms=speech_ms
         ):
+            unheard_speech(speech_ms or audio.duration_s * 1000, text)  # long: error, not silence
             return None  # noise or silence: no phantom turn
         if self._overlapped and self.echo.is_echo(text):
+            log.info("turn %s: transcript dropped as echo of the reply", turn.id)
             return None  # AVATAR hearing itself through the speakers
-        self._detected_language = self._detected_language or result.language
+        self._detected_language = result.language or self._detected_language
+        turn.language = turn_language(self.config.language, result.language, text)
+        text = to_script(text, turn.language)
         await self._send(
-            events.transcript(text, final=True, turn_id=turn.id, language=result.language)
+            events.transcript(text, final=True, turn_id=turn.id, language=turn.language)
         )
         return text
 
@@ -416,6 +417,7 @@ class VoiceSession:
         voice = None
         if self.config.voice_profile_id and self.voices:
             voice = await self.voices.voice(self.config.voice_profile_id)
+        self.context.language = turn.language  # the system prompt in the turn's language
         self.context.add_user(turn.user_text)
         cfg = self.hub.settings.llm
         plan = ReplyPlan(
