@@ -53,7 +53,7 @@ def mostly(text: str, language: str) -> bool:
 
 async def reply(hub: EngineHub, system: str, question: str) -> str:
     messages = [ChatMessage("system", system), ChatMessage("user", question)]
-    options = GenerationOptions(max_tokens=80, temperature=0.2)
+    options = GenerationOptions(max_tokens=40, temperature=0.2)
     return "".join([d async for d in hub.llm.stream_chat(messages, options)])
 
 
