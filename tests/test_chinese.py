@@ -39,6 +39,14 @@ _LATIN = re.compile(r"[A-Za-z]")
 pytestmark = pytest.mark.skipif(not ZH.is_dir(), reason="shared Mandarin recordings not present")
 
 
+@pytest.fixture(scope="module")
+def server(hub: EngineHub, request: pytest.FixtureRequest) -> LiveServer:
+    """The live server, its engines loaded first (its start has a 60 s deadline, which loading
+    them on a busy machine can exceed)."""
+    hub.preload()
+    return request.getfixturevalue("live_server")  # type: ignore[no-any-return]
+
+
 def recording(name: str) -> bytes:
     return (ZH / f"{name}.wav").read_bytes()[44:]  # 16 kHz mono s16le after the RIFF header
 
@@ -88,8 +96,8 @@ async def started(client: ChatClient, language: str | None = None) -> str:
 
 
 @pytest.mark.parametrize("name", ["welcome", "hope"])
-async def test_mandarin_recording_gets_a_spoken_chinese_answer(live_server, name: str) -> None:
-    async with connect(live_server) as ws:
+async def test_mandarin_recording_gets_a_spoken_chinese_answer(server, name: str) -> None:
+    async with connect(server) as ws:
         client = ChatClient(ws)
         await started(client)
         turn = await one_turn(client, recording(name))
@@ -103,8 +111,8 @@ async def test_mandarin_recording_gets_a_spoken_chinese_answer(live_server, name
     assert turn["audio"] and sum(len(a["data"]) for a in turn["audio"]) > 10_000
 
 
-async def test_zh_tw_session_is_traditional_everywhere(live_server, api) -> None:
-    async with connect(live_server) as ws:
+async def test_zh_tw_session_is_traditional_everywhere(server, api) -> None:
+    async with connect(server) as ws:
         client = ChatClient(ws)
         session_id = await started(client, "zh-TW")
         turn = await one_turn(client, recording("welcome"))
@@ -122,12 +130,13 @@ async def test_zh_tw_session_is_traditional_everywhere(live_server, api) -> None
     for query in ("欢迎", "歡迎"):  # either script finds the Traditional turn
         found = await api.get("/api/conversations/sessions/search", params={"query": query})
         hits = [h for h in found.json()["items"] if h["session_id"] == session_id]
-        assert [h["role"] for h in hits] == ["user"], (query, found.json())
+        assert "user" in [h["role"] for h in hits], (query, found.json())
+        assert any("<mark>歡迎</mark>" in h["snippet"] for h in hits)
 
 
-async def test_language_follows_the_user_turn_by_turn(live_server, speaker: PiperTts) -> None:
+async def test_language_follows_the_user_turn_by_turn(server, speaker: PiperTts) -> None:
     english = silence(0.5) + to_pcm16k(say_en(speaker, "What is the capital of France?"))
-    async with connect(live_server) as ws:
+    async with connect(server) as ws:
         client = ChatClient(ws)
         await started(client)
         first = await one_turn(client, english + silence(1.5))
@@ -141,7 +150,7 @@ async def test_language_follows_the_user_turn_by_turn(live_server, speaker: Pipe
     assert not _HAN.search(third["reply"]), third["reply"]
 
 
-async def test_long_mandarin_utterance_is_transcribed_not_dropped(live_server) -> None:
+async def test_long_mandarin_utterance_is_transcribed_not_dropped(server) -> None:
     def speech(name: str) -> np.ndarray:
         samples = PcmAudio.from_s16le(recording(name), 16_000).samples
         voiced = np.nonzero(np.abs(samples) > 0.02)[0]
@@ -150,7 +159,7 @@ async def test_long_mandarin_utterance_is_transcribed_not_dropped(live_server) -
     gap = np.zeros(4_000, np.float32)  # 0.25 s: a breath, not the end of the turn
     parts = [speech("welcome"), gap, speech("hope"), gap, speech("welcome")]
     pcm = silence(0.3) + PcmAudio(np.concatenate(parts), 16_000).to_s16le() + silence(1.5)
-    async with connect(live_server) as ws:
+    async with connect(server) as ws:
         client = ChatClient(ws)
         await started(client)
         turn = await one_turn(client, pcm)
@@ -159,8 +168,8 @@ async def test_long_mandarin_utterance_is_transcribed_not_dropped(live_server) -
     assert cer(turn["transcript"]["text"], REFERENCE["welcome"]) < 1.0
 
 
-async def test_unknown_language_is_refused_and_config_unchanged(live_server) -> None:
-    async with connect(live_server) as ws:
+async def test_unknown_language_is_refused_and_config_unchanged(server) -> None:
+    async with connect(server) as ws:
         client = ChatClient(ws)
         await started(client, "zh-TW")
         for bad in ("xx", "zh-XX"):

@@ -49,6 +49,8 @@ _ALWAYS = (
     "優優獨播劇場",
     "优优独播剧场",
     "yoyotelevisionseries",
+    "小铃铛",  # "turn on the little bell" (subscribe): Whisper's Mandarin noise phrase
+    "小鈴鐺",
     "likeandsubscribe",
     "pleasesubscribe",
     "dontforgettosubscribe",

@@ -400,12 +400,12 @@ class VoiceSession:
         ):
             unheard_speech(speech_ms or audio.duration_s * 1000, text)  # long: error, not silence
             return None  # noise or silence: no phantom turn
+        turn.language = turn_language(self.config.language, result.language, text)
+        text = to_script(text, turn.language)  # in the user's script, as the reply is
         if self._overlapped and self.echo.is_echo(text):
             log.info("turn %s: transcript dropped as echo of the reply", turn.id)
             return None  # AVATAR hearing itself through the speakers
         self._detected_language = result.language or self._detected_language
-        turn.language = turn_language(self.config.language, result.language, text)
-        text = to_script(text, turn.language)
         await self._send(
             events.transcript(text, final=True, turn_id=turn.id, language=turn.language)
         )
