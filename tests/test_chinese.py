@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pytest
 
@@ -24,7 +25,7 @@ from avatar.engines.tts.piper import PiperTts
 from avatar.pipeline.language import InvalidLanguage, session_language, turn_language
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
 from avatar.text.script import ScriptStream, to_script
-from conftest import LiveServer, make_settings, say_en, serve_app
+from conftest import TEST_TOKEN, LiveServer, make_settings, say_en, serve_app
 from wsclient import ChatClient, connect, silence, to_pcm16k
 
 ZH = Path(__file__).resolve().parents[1] / ".." / "shared" / "audio" / "zh"
@@ -40,11 +41,20 @@ pytestmark = pytest.mark.skipif(not ZH.is_dir(), reason="shared Mandarin recordi
 
 
 @pytest.fixture(scope="module")
-def server(hub: EngineHub, request: pytest.FixtureRequest) -> LiveServer:
-    """The live server, its engines loaded first (its start has a 60 s deadline, which loading
-    them on a busy machine can exceed)."""
+def server(hub: EngineHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """The real app and engines on loopback, the engines loaded before it starts (the start
+    has a 60 s deadline, which loading them on a busy machine can exceed)."""
     hub.preload()
-    return request.getfixturevalue("live_server")  # type: ignore[no-any-return]
+    settings = make_settings(tmp_path_factory.mktemp("zh"), server={"preload": False})
+    app = create_app(settings, hub)
+    with serve_app(app, settings) as host:
+        yield LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, app)
+
+
+@pytest.fixture
+async def api(server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=server.url, headers=server.auth, timeout=120) as client:
+        yield client
 
 
 def recording(name: str) -> bytes:
@@ -134,8 +144,12 @@ async def test_zh_tw_session_is_traditional_everywhere(server, api) -> None:
         assert any("<mark>歡迎</mark>" in h["snippet"] for h in hits)
 
 
-async def test_language_follows_the_user_turn_by_turn(server, speaker: PiperTts) -> None:
-    english = silence(0.5) + to_pcm16k(say_en(speaker, "What is the capital of France?"))
+@pytest.fixture(scope="module")
+def english(speaker: PiperTts) -> bytes:
+    return silence(0.5) + to_pcm16k(say_en(speaker, "What is the capital of France?"))
+
+
+async def test_language_follows_the_user_turn_by_turn(server, english: bytes) -> None:
     async with connect(server) as ws:
         client = ChatClient(ws)
         await started(client)
