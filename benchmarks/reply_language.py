@@ -5,11 +5,12 @@ the configured LLM with the single English prompt ("in the language the user spe
 the prompt written for the turn's language (avatar.pipeline.prompts), and counts replies whose
 letters are mostly Han characters (zh) or mostly Latin (en). One command, from the repo root:
 
-    PYTHONPATH=src .venv/bin/python benchmarks/reply_language.py
+    PYTHONPATH=src .venv/bin/python benchmarks/reply_language.py [--only per-language] [--tokens 40]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 
@@ -51,23 +52,29 @@ def mostly(text: str, language: str) -> bool:
     return latin > 0 and han == 0
 
 
-async def reply(hub: EngineHub, system: str, question: str) -> str:
+async def reply(hub: EngineHub, system: str, question: str, tokens: int) -> str:
     messages = [ChatMessage("system", system), ChatMessage("user", question)]
-    options = GenerationOptions(max_tokens=40, temperature=0.2)
+    options = GenerationOptions(max_tokens=tokens, temperature=0.2)
     return "".join([d async for d in hub.llm.stream_chat(messages, options)])
 
 
-async def main() -> None:
-    hub = EngineHub(load_settings(data_dir="/tmp/avatar-bench-reply-language"), ModelStore(default_cache_dir()))
+PROMPTS = {
+    "single": lambda lang: DEFAULT_PROMPT,
+    "per-language": lambda lang: localized_prompt(DEFAULT_PROMPT, lang),
+}
+
+
+async def main(only: str | None, tokens: int) -> None:
+    settings = load_settings(data_dir="/tmp/avatar-bench-reply-language")
+    hub = EngineHub(settings, ModelStore(default_cache_dir()))
     try:
-        for name, prompt_for in (
-            ("single English prompt", lambda lang: DEFAULT_PROMPT),
-            ("prompt per language", lambda lang: localized_prompt(DEFAULT_PROMPT, lang)),
-        ):
+        for name, prompt_for in PROMPTS.items():
+            if only and name != only:
+                continue
             for lang, questions in QUESTIONS.items():
                 hits = 0
                 for question in questions:
-                    text = await reply(hub, prompt_for(lang), question)
+                    text = await reply(hub, prompt_for(lang), question, tokens)
                     hits += mostly(text, lang)
                     print(f"  [{lang}] {question[:24]} -> {text[:60]!r}", flush=True)
                 print(f"{name}: {lang} {hits}/{len(questions)} replies in {lang}", flush=True)
@@ -76,4 +83,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=sorted(PROMPTS), help="one prompt kind only")
+    parser.add_argument("--tokens", type=int, default=40, help="reply length (tokens)")
+    args = parser.parse_args()
+    asyncio.run(main(args.only, args.tokens))

@@ -179,7 +179,8 @@ async def test_long_mandarin_utterance_is_transcribed_not_dropped(server) -> Non
         turn = await one_turn(client, pcm)
     assert turn["end"]["type"] == "turn_end", turn["end"]
     assert turn["transcript"] is not None
-    assert cer(turn["transcript"]["text"], REFERENCE["welcome"]) < 1.0
+    said = REFERENCE["welcome"] + REFERENCE["hope"] + REFERENCE["welcome"]
+    assert cer(turn["transcript"]["text"], said) <= CER_BOUND, turn["transcript"]["text"]
 
 
 async def test_unknown_language_is_refused_and_config_unchanged(server) -> None:
