@@ -32,6 +32,7 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from avatar.storage.common import Page, check_paging, clean_text
 from avatar.storage.errors import InvalidInput
@@ -97,7 +98,7 @@ def _conditions(dialect: str, role: Role, terms: list[str]) -> list[ColumnElemen
 
 
 def _any_like(
-    text_column: ColumnElement[str], variants: list[str], *, ilike: bool = False
+    text_column: InstrumentedAttribute[str], variants: list[str], *, ilike: bool = False
 ) -> ColumnElement[bool]:
     """The column contains one of ``variants`` (``LIKE``, or ``ILIKE`` for Postgres)."""
     match = text_column.ilike if ilike else text_column.like
