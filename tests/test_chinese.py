@@ -22,7 +22,10 @@ from avatar.api.app import create_app
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
+from avatar.pipeline.context import ConversationContext
+from avatar.pipeline.hallucinations import SpeechNotRecognized, unheard_speech
 from avatar.pipeline.language import InvalidLanguage, session_language, turn_language
+from avatar.pipeline.prompts import DEFAULT_PROMPT
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
 from avatar.text.script import ScriptStream, to_script
 from conftest import TEST_TOKEN, LiveServer, make_settings, say_en, serve_app
@@ -279,3 +282,30 @@ async def test_short_sound_heard_as_nothing_stays_silent(deaf_server) -> None:
         await client.until(lambda e: e["type"] == "pong")
     kinds = {e["type"] for e in client.events}
     assert not kinds & {"transcript", "error", "llm_token", "turn_end"}, client.events
+
+
+def test_system_prompt_is_written_in_the_turns_language() -> None:
+    context = ConversationContext(DEFAULT_PROMPT, 1000, len)
+    context.add_user("你好")
+    context.language = "zh-TW"
+    assert context.messages()[0].content.startswith("你是AVATAR，一個") and "繁體中文" in (
+        context.messages()[0].content
+    )
+    context.language = "zh"
+    assert "简体中文" in context.messages()[0].content
+    context.language = "en"
+    assert "English" in context.messages()[0].content
+    assert context.tokens(context.messages()) == len(context.messages()[0].content) + 4 + 2 + 4
+    custom = ConversationContext("Be a pirate.", 1000, len)
+    custom.language = "zh-TW"
+    assert custom.messages()[0].content == "Be a pirate.\n請用繁體中文回答。"
+    assert custom.system_prompt == "Be a pirate."
+
+
+@pytest.mark.parametrize(("speech_ms", "raises"), [(None, False), (900.0, False), (1500.0, True)])
+def test_unheard_speech_is_reported_only_when_long(speech_ms: float | None, raises: bool) -> None:
+    if raises:
+        with pytest.raises(SpeechNotRecognized, match="1.5 s of speech"):
+            unheard_speech(speech_ms, "")
+    else:
+        unheard_speech(speech_ms, "")
