@@ -539,6 +539,25 @@ async def test_search_finds_chinese_substrings(db: Database) -> None:
     assert absent.total == 0
 
 
+async def test_search_finds_chinese_in_either_script(db: Database) -> None:
+    sid = await new_session(db)
+    await add(db, sid, "歡迎大家來體驗語音識別", "這個軟體很好用。")  # stored Traditional
+    await add(db, sid, "欢迎使用简体", "好的")  # stored Simplified
+    async with db.read() as session:
+        repo = Conversations(session)
+        simplified = await repo.search("欢迎")  # 2 chars: LIKE
+        traditional = await repo.search("體驗語音")  # 4 chars: FTS trigram (or ILIKE)
+        mainland_word = await repo.search("软件")  # Taiwan phrasing stored: 軟體
+        absent = await repo.search("歡送")
+    assert [(h.turn_index, h.role) for h in simplified.items] == [(2, "user"), (1, "user")]
+    assert simplified.items[1].snippet == "<mark>歡迎</mark>大家來體驗語音識別"
+    assert [(h.turn_index, h.snippet) for h in traditional.items] == [
+        (1, "歡迎大家來<mark>體驗語音</mark>識別")
+    ]
+    assert [(h.turn_index, h.role) for h in mainland_word.items] == [(1, "assistant")]
+    assert absent.total == 0
+
+
 async def test_search_treats_every_character_literally(db: Database) -> None:
     sid = await new_session(db)
     for text_ in NASTY:

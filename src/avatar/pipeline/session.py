@@ -22,7 +22,6 @@ import numpy as np
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import GenerationOptions, VoiceActivityDetector, VoiceRef
 from avatar.engines.hub import EngineHub
-from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
@@ -45,12 +44,14 @@ from avatar.pipeline.events import (
     TurnEnd,
 )
 from avatar.pipeline.generation import Generation
-from avatar.pipeline.hallucinations import is_hallucination
+from avatar.pipeline.hallucinations import is_hallucination, unheard_speech
+from avatar.pipeline.language import session_language, stt_language, turn_language
 from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.responder import ReplyPlan, run_reply
 from avatar.pipeline.turn import Turn, TurnState
+from avatar.text.script import to_script
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
 
@@ -138,8 +139,8 @@ class VoiceSession:
     async def configure(self, change: ConfigChange) -> None:
         """Change the session; a bad value raises (AvatarError) and changes nothing."""
         changes = change.changes()
-        if changes.get("language") == "auto":
-            changes["language"] = None
+        if "language" in changes:  # checked (unknown tags refused), "auto" -> None
+            changes["language"] = session_language(str(changes["language"]))
             self._detected_language = None
         if changes.get("voice_profile_id") and self.voices is not None:
             await self.voices.voice(str(changes["voice_profile_id"]))  # unknown id: error
@@ -286,7 +287,7 @@ class VoiceSession:
             if text is None:
                 return
             turn.user_text = text
-            turn.language = self._language() or detect_text_language(text)
+            turn.language = turn.language or turn_language(self.config.language, None, text)
             await self._reply(turn)
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
             await self._finish_turn(turn)
@@ -296,28 +297,32 @@ class VoiceSession:
             await self._turn_failed(turn, raised)
 
     def _language(self) -> str | None:
-        """The language STT and TTS use: the configured one, else the one detected first."""
-        return self.config.language or self._detected_language
+        """The language partial transcripts use: the configured one, else the last detected."""
+        return stt_language(self.config.language) or self._detected_language
 
     async def _transcribe(self, turn: Turn, audio: PcmAudio) -> str | None:
         start = self.clock.now()
-        # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
-        # message with language "auto" detects again).
+        # The language follows the user turn by turn (Whisper reads it off the encoder pass it
+        # makes anyway); a configured language overrides detection.
+        language = stt_language(self.config.language)
         with self.hub.health.watch("stt"):
-            result = await self.hub.stt.transcribe(audio, language=self._language())
+            result = await self.hub.stt.transcribe(audio, language=language)
         self.hub.health.worked("stt")
         turn.metrics["stt_ms"] = round((self.clock.now() - start) * 1000, 1)
         text = result.text.strip()
+        speech_ms = turn.metrics.get("user_speech_ms")
         if not text or is_hallucination(
-            text,
-            no_speech_probability=result.no_speech_probability,
-            speech_ms=turn.metrics.get("user_speech_ms"),
+            text, no_speech_probability=result.no_speech_probability, speech_ms=speech_ms
         ):
+            unheard_speech(speech_ms or audio.duration_s * 1000, text)  # long: error, not silence
             return None  # noise or silence: no phantom turn
+        turn.language = turn_language(self.config.language, result.language, text)
+        text = to_script(text, turn.language)  # in the user's script, as the reply is
         if self._overlapped and self.echo.is_echo(text):
+            log.info("turn %s: transcript dropped as echo of the reply", turn.id)
             return None  # AVATAR hearing itself through the speakers
-        self._detected_language = self._detected_language or result.language
-        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=result.language))
+        self._detected_language = result.language or self._detected_language
+        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=turn.language))
         return text
 
     async def _reply(self, turn: Turn) -> None:
@@ -326,6 +331,7 @@ class VoiceSession:
         voice = None
         if self.config.voice_profile_id and self.voices:
             voice = await self.voices.voice(self.config.voice_profile_id)
+        self.context.language = turn.language  # the system prompt in the turn's language
         self.context.add_user(turn.user_text)
         cfg = self.hub.settings.llm
         plan = ReplyPlan(
