@@ -86,3 +86,11 @@ def turn_language(configured: str | None, detected: str | None, text: str) -> st
     if guess == "ja" and by_script == "zh":
         return "zh"
     return "zh" if guess == "yue" and has_han(text) else guess
+
+
+def with_chinese_script(language: str, script: str | None) -> str:
+    """``zh`` (detected or configured without a region) as the script the user reads:
+    ``traditional`` → ``zh-TW``, ``simplified`` → ``zh-CN``; any other language as it is."""
+    if language != "zh" or script is None:
+        return language
+    return "zh-TW" if script == "traditional" else "zh-CN"

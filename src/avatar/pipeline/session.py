@@ -45,7 +45,12 @@ from avatar.pipeline.events import (
 )
 from avatar.pipeline.generation import Generation
 from avatar.pipeline.hallucinations import is_hallucination, unheard_speech
-from avatar.pipeline.language import session_language, stt_language, turn_language
+from avatar.pipeline.language import (
+    session_language,
+    stt_language,
+    turn_language,
+    with_chinese_script,
+)
 from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
@@ -287,7 +292,7 @@ class VoiceSession:
             if text is None:
                 return
             turn.user_text = text
-            turn.language = turn.language or turn_language(self.config.language, None, text)
+            turn.language = turn.language or self._turn_language(None, text)
             await self._reply(turn)
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
             await self._finish_turn(turn)
@@ -295,6 +300,11 @@ class VoiceSession:
             raise
         except Exception as raised:
             await self._turn_failed(turn, raised)
+
+    def _turn_language(self, detected: str | None, text: str) -> str:
+        """The turn's language tag, Chinese in the script the user reads."""
+        language = turn_language(self.config.language, detected, text)
+        return with_chinese_script(language, self.config.chinese_script)
 
     def _language(self) -> str | None:
         """The language partial transcripts use: the configured one, else the last detected."""
@@ -316,7 +326,7 @@ class VoiceSession:
         ):
             unheard_speech(speech_ms or audio.duration_s * 1000, text)  # long: error, not silence
             return None  # noise or silence: no phantom turn
-        turn.language = turn_language(self.config.language, result.language, text)
+        turn.language = self._turn_language(result.language, text)
         text = to_script(text, turn.language)  # in the user's script, as the reply is
         if self._overlapped and self.echo.is_echo(text):
             log.info("turn %s: transcript dropped as echo of the reply", turn.id)

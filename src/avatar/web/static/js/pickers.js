@@ -2,7 +2,7 @@
 // what this server can actually do. A voice profile that cannot change the voice here, or hq
 // speech that is not set up, is shown disabled with the reason beside the picker.
 import { $, el } from "./dom.js";
-import { t } from "./i18n.js";
+import { currentLanguage, t } from "./i18n.js";
 
 export class Pickers {
   constructor() {
@@ -17,6 +17,8 @@ export class Pickers {
       language: $("#lang-select").value,
       tts_mode: $("#tts-select").value,
       voice_profile_id: $("#voice-select").value,
+      // Chinese is written the way the interface is read: Traditional in the zh-TW interface.
+      chinese_script: currentLanguage() === "zh-TW" ? "traditional" : "simplified",
     };
   }
 

@@ -85,7 +85,8 @@ export class Talk {
     this.input.retranslate();
     this.player.renderPosition();
     this.summarizeLatency();
-    if (this.pickers.setEngines()) this.sendConfig();
+    this.pickers.setEngines();
+    this.sendConfig(); // the interface language decides how Chinese is written
     if (this.lastMetrics) renderWaterfall($("#waterfall"), this.lastMetrics);
   }
 
