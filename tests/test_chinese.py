@@ -18,7 +18,6 @@ import httpx
 import numpy as np
 import pytest
 
-from avatar.api.app import create_app
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
@@ -28,7 +27,7 @@ from avatar.pipeline.language import InvalidLanguage, session_language, turn_lan
 from avatar.pipeline.prompts import DEFAULT_PROMPT
 from avatar.testing.fakes import ScriptedChat, ScriptedStt, ToneTts
 from avatar.text.script import ScriptStream, to_script
-from conftest import TEST_TOKEN, LiveServer, make_settings, say_en, serve_app
+from conftest import LiveServer, live_app, make_settings, say_en
 from wsclient import ChatClient, connect, silence, to_pcm16k
 
 ZH = Path(__file__).resolve().parents[1] / ".." / "shared" / "audio" / "zh"
@@ -49,9 +48,8 @@ def server(hub: EngineHub, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     has a 60 s deadline, which loading them on a busy machine can exceed)."""
     hub.preload()
     settings = make_settings(tmp_path_factory.mktemp("zh"), server={"preload": False})
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        yield LiveServer(f"http://{host}", f"ws://{host}", TEST_TOKEN, settings, app)
+    with live_app(settings, hub=hub) as served:
+        yield served
 
 
 @pytest.fixture
@@ -243,16 +241,13 @@ def deaf_server(tmp_path_factory: pytest.TempPathFactory, model_store) -> Iterat
     """Real VAD and endpointing; an STT engine that hears no words (as Whisper does when it
     skips a segment it judges silent), so the real speech of a recording makes an empty result."""
     settings = make_settings(tmp_path_factory.mktemp("deaf"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("llm", ScriptedChat("不应该有回答。"))
-    hub.override("tts.fast", ToneTts())
-    hub.override("stt", ScriptedStt("", language="zh"))
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        yield LiveServer(
-            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
-        )
-    hub.close()
+    engines = {
+        "llm": ScriptedChat("不应该有回答。"),
+        "tts.fast": ToneTts(),
+        "stt": ScriptedStt("", language="zh"),
+    }
+    with live_app(settings, models=model_store, engines=engines) as served:
+        yield served
 
 
 async def test_long_speech_heard_as_nothing_is_an_error_not_silence(deaf_server) -> None:

@@ -21,11 +21,9 @@ import httpx
 import pytest
 import websockets
 
-from avatar.api.app import create_app
-from avatar.engines.hub import EngineHub
 from avatar.storage import Conversations, TurnRow
 from avatar.testing.fakes import ScriptedChat
-from conftest import LiveServer, make_settings, serve_app
+from conftest import LiveServer, live_app, make_settings
 from wsclient import ChatClient, connect
 
 SENTENCE = "The harbour was quiet this morning, and the boats rocked slowly on the grey water."
@@ -41,14 +39,8 @@ def chat() -> ScriptedChat:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, model_store, chat) -> Iterator[LiveServer]:
     settings = make_settings(tmp_path_factory.mktemp("recorder"), server={"preload": False})
-    hub = EngineHub(settings, model_store)
-    hub.override("llm", chat)
-    app = create_app(settings, hub)
-    with serve_app(app, settings) as host:
-        yield LiveServer(
-            f"http://{host}", f"ws://{host}", settings.api_token.get_secret_value(), settings, app
-        )
-    hub.close()
+    with live_app(settings, models=model_store, engines={"llm": chat}) as served:
+        yield served
 
 
 class BrowserLikeClient(ChatClient):

@@ -25,14 +25,15 @@ from avatar.engines.hub import EngineHub
 from avatar.engines.tts.piper import PiperTts
 from avatar.settings import load_settings
 from avatar.testing.fakes import ScriptedChat
-from conftest import MODEL_CACHE, TEST_TOKEN, LiveServer, free_port, say_en
+from avatar.testing.processes import closed_port
+from avatar.testing.serving import serve_in_thread
+from conftest import MODEL_CACHE, TEST_TOKEN, LiveServer, say_en
 from web_fixtures import (
     chromium_flags,
     launch,
     open_page,
     require_chromium,
     screenshot,
-    serve_on,
     write_wav,
 )
 from wsclient import silence, to_pcm16k
@@ -70,7 +71,8 @@ class Served:
     """One server configuration on a fixed port, started (and restarted) by tests."""
 
     def __init__(self, tmp: Path, model_store: Any) -> None:
-        self.tmp, self.port = tmp, free_port()
+        self.tmp, self.port = tmp, closed_port()
+        self.running: Any = None
         self.chat = ScriptedChat(REPLY, interval_s=0.04, first_token_s=1.5)
         self.token = TEST_TOKEN
         self.settings = self.make_settings(TEST_TOKEN)
@@ -90,14 +92,25 @@ class Served:
     @property
     def live(self) -> LiveServer:
         host = f"127.0.0.1:{self.port}"
-        return LiveServer(f"http://{host}", f"ws://{host}", self.token, self.settings, self.app)
+        return LiveServer(
+            f"http://{host}",
+            f"ws://{host}",
+            self.token,
+            self.settings,
+            self.app,
+            self.hub,
+            self.running,
+        )
 
     @contextmanager
     def serve(self, token: str = TEST_TOKEN) -> Iterator[Any]:
         """Serve the app (a new one: as after a restart), with ``token`` as its access token."""
         self.token = token
         self.app = create_app(self.make_settings(token), self.hub)
-        with serve_on(self.app, self.port) as running:
+        with serve_in_thread(
+            self.app, port=self.port, lifespan="on", ws_max_size=1 << 20
+        ) as running:
+            self.running = running
             self.app.state.avatar.limits = RateLimits(None)  # the UI makes many real calls
             yield running
 
