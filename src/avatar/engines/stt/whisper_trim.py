@@ -24,6 +24,7 @@ MAX_FRAMES = 3000  # Whisper's window; longer audio takes the padded path
 BUDGET_BASE, BUDGET_PER_S = 10, 12.0
 # Below this, the language read off a short trimmed window is a guess: let the padded pass decide.
 MIN_LANGUAGE_P = 0.6
+PAST_END_S = 0.5  # a timestamp this far into the padding: text where no speech was
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +71,7 @@ def loops(keys: list[object]) -> bool:
     the epoch of incredulity") does not, since its end differs.
     """
     n = len(keys)
-    for p in range(2, n // 2 + 1):
+    for p in range(2, n - 2):
         k = 0
         while k < n - p and keys[n - 1 - k] == keys[n - 1 - k - p]:
             k += 1
@@ -90,14 +91,20 @@ def token_keys(tokenizer: Any, tokens: list[int]) -> list[object]:
 
 
 def guard(
-    keys: list[object], budget: int, decoded: tuple[Any, float, float, float], options: Any
+    keys: list[object], ends: list[float], budget: int, decoded: tuple[Any, ...], options: Any
 ) -> str | None:
-    """Why a trimmed decode is not to be trusted, or None when it is."""
+    """Why a trimmed decode is not to be trusted, or None when it is.
+
+    ``keys``: the text tokens (see :func:`token_keys`); ``ends``: its timestamps in seconds past
+    the utterance's end (positive: text placed in the padding, where there is no speech).
+    """
     result, avg_logprob, _, compression_ratio = decoded
-    if len(keys) >= budget:
+    if len(keys) + len(ends) >= budget:
         return "token_budget"
     if loops(keys):
         return "repetition"
+    if any(end > PAST_END_S for end in ends):
+        return "past_end"
     if compression_ratio > options.compression_ratio_threshold:
         return "compression_ratio"
     if result.no_speech_prob > options.no_speech_threshold:
@@ -113,13 +120,24 @@ def decode_trimmed(
     """One greedy decode of a trimmed encoder output, checked by :func:`guard`.
 
     Uses faster-whisper's own ``generate_with_fallback`` with a single temperature (our fallback
-    is the padded decode, not sampling) and a token budget from the duration.
+    is the padded decode, not sampling), a token budget from the duration, and timestamps: with
+    them the decoder closes its segment at the end of the speech and stops, where without them it
+    often says the utterance again ("Ever tried. Ever tried. Ever tried...").
     """
     budget = token_budget(duration_s)
-    once = dataclasses.replace(options, temperatures=[0.0], max_new_tokens=budget)
-    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+    once = dataclasses.replace(
+        options, temperatures=[0.0], max_new_tokens=budget, without_timestamps=False
+    )
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
     decoded = model.generate_with_fallback(encoder_output, prompt, tokenizer, once)
-    tokens = [t for t in decoded[0].sequences_ids[0] if t < tokenizer.eot]
-    reason = guard(token_keys(tokenizer, tokens), budget, decoded, options)
-    text = None if reason else tokenizer.decode(tokens).strip()
-    return TrimmedResult(text, language, float(decoded[0].no_speech_prob), reason)
+    tokens = decoded[0].sequences_ids[0]
+    text = [t for t in tokens if t < tokenizer.eot]
+    precision = model.time_precision
+    ends = [
+        (t - tokenizer.timestamp_begin) * precision - duration_s
+        for t in tokens
+        if t >= tokenizer.timestamp_begin
+    ]
+    reason = guard(token_keys(tokenizer, text), ends, budget, decoded, options)
+    out = None if reason else tokenizer.decode(text).strip()
+    return TrimmedResult(out, language, float(decoded[0].no_speech_prob), reason)
