@@ -57,8 +57,10 @@ def spoken(speaker: PiperTts) -> dict[str, np.ndarray]:
     "text",
     [
         "ever tried ever tried ever tried ever",  # a short unit, three times
+        "no matter . no matter .",
         "we had it all , we had none . we had it all , we had none .",  # said again in full
-        "it was the age of wisdom , it was the age of folly . it was the age of wisdom , it",
+        "it was the age of wisdom , it was the age of folly . it was the age of wisdom , it was "
+        "the age of folly",  # again but for its full stop
     ],
 )
 def test_loops_found(text: str) -> None:
@@ -69,6 +71,7 @@ def test_loops_found(text: str) -> None:
     "text",
     [
         "it was the epoch of belief , it was the epoch of incredulity .",
+        "it was the best of times . it was the worst of times .",
         "what is the capital of france ?",
         "very very good",
         "",

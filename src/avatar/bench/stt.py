@@ -43,6 +43,7 @@ class Measure:
     ms: float  # median over repeats
     detect_ms: float  # encoder + language detection only, median
     fell_back: str | None
+    rejected: str | None  # the trimmed text the guard sent back
 
 
 def units(text: str, language: str) -> list[str]:
@@ -112,6 +113,7 @@ def measure(model_name: str, model: Any, sample: Sample, mode: str, repeats: int
         ms,
         detect_ms,
         out.fallback if trimmed else None,
+        out.rejected,
     )
 
 

@@ -168,6 +168,7 @@ class Decoded:
     no_speech_prob: float
     trimmed: bool
     fallback: str | None = None  # why the trimmed decode was sent back (guard reason)
+    rejected: str | None = None  # what it had said
 
 
 def decode(
@@ -176,7 +177,7 @@ def decode(
     """Transcribe ``samples``: trimmed first when ``trim`` and it fits, else (or if the guard
     trips) the padded decode. Both detect the language from their own single encoder pass."""
     features = model.feature_extractor(samples)
-    reason = None
+    reason = rejected = None
     if trim and wt.trimmable(features):
         encoder_output = model.encode(wt.trim(features))
         lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
@@ -189,12 +190,12 @@ def decode(
             )
             if result.text is not None:
                 return Decoded(lang, result.text, result.no_speech_prob, True)
-            reason = result.reason
-        log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
+            reason, rejected = result.reason, result.rejected
+        log.info("trimmed Whisper decode sent back (%s: %r); decoding padded", reason, rejected)
     lang, segments = _decode_padded(model, features, language, beam)
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
     no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
-    return Decoded(lang, text, no_speech, False, reason)
+    return Decoded(lang, text, no_speech, False, reason, rejected)
 
 
 def _tokenizer(model: Any, language: str) -> Tokenizer:

@@ -35,6 +35,7 @@ class TrimmedResult:
     language: str
     no_speech_prob: float
     reason: str | None = None
+    rejected: str | None = None  # the text the guard sent back, for benchmarks and logs
 
 
 def trimmable(features: np.ndarray) -> bool:
@@ -62,20 +63,20 @@ def detect_language(model: Any, encoder_output: Any) -> tuple[str, float]:
 
 
 def loops(keys: list[object]) -> bool:
-    """Whether the text ends in a loop: its end repeats what came ``p`` tokens before.
+    """Whether the text ends in a loop: its last ``p`` tokens (all but one) repeat the ``p``
+    before them.
 
-    ``keys`` are the tokens as compared (see :func:`token_keys`). The utterance said again from
-    its start, in full or cut off halfway ("It was the age of wisdom, it was the age of
-    foolishness. It was the age of wisdom, it was the age of foolish"), or a short unit said three
-    times counts; a phrase echoed with other words after it ("it was the epoch of belief, it was
-    the epoch of incredulity") does not, since its end differs.
+    ``keys`` are the tokens as compared (see :func:`token_keys`). "No matter. No matter.", a
+    clause said again but for its full stop, or a loop cut off by the token budget count; parallel
+    clauses do not ("It was the best of times. It was the worst of times." shares only its last
+    three tokens with the clause before).
     """
     n = len(keys)
     for p in range(2, n - 2):
         k = 0
         while k < n - p and keys[n - 1 - k] == keys[n - 1 - k - p]:
             k += 1
-        if k >= max(p // 2, 3):
+        if k >= max(p - 1, 3):
             return True
     return False
 
@@ -107,10 +108,10 @@ def guard(
         return "past_end"
     if compression_ratio > options.compression_ratio_threshold:
         return "compression_ratio"
-    if result.no_speech_prob > options.no_speech_threshold:
-        return "no_speech"  # the padded decode decides about silence, as it always did
     if avg_logprob < options.log_prob_threshold:
-        return "low_logprob"
+        # Whisper's own rule calls this silence when no_speech_prob is high too; either way the
+        # padded decode decides, as it always did
+        return "no_speech" if result.no_speech_prob > options.no_speech_threshold else "low_logprob"
     return None
 
 
@@ -139,5 +140,7 @@ def decode_trimmed(
         if t >= tokenizer.timestamp_begin
     ]
     reason = guard(token_keys(tokenizer, text), ends, budget, decoded, options)
-    out = None if reason else tokenizer.decode(text).strip()
-    return TrimmedResult(out, language, float(decoded[0].no_speech_prob), reason)
+    said = tokenizer.decode(text).strip()
+    if reason:
+        return TrimmedResult(None, language, float(decoded[0].no_speech_prob), reason, said)
+    return TrimmedResult(said, language, float(decoded[0].no_speech_prob))
