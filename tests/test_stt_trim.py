@@ -210,3 +210,14 @@ def test_bench_stt_refuses_bad_input_and_writes_nothing(
     assert proc.returncode == 1
     assert message in proc.stderr
     assert not out.exists()
+
+
+def test_a_question_said_twice_keeps_its_first_saying() -> None:
+    # what trimmed decodes of 4 of the 10 benchmark questions said (docs/benchmarks/stt.json)
+    assert wt.repeated_sentence("What do bees make? What do bees make?") == "What do bees make?"
+    assert wt.repeated_sentence("Is water wet? Is water w") == "Is water wet?"
+    assert wt.repeated_sentence("你好吗？你好吗？") == "你好吗？"
+    # parallel clauses, two different sentences, and a real loop without an end are not that
+    assert wt.repeated_sentence("It was the best of times, it was the worst of times") is None
+    assert wt.repeated_sentence("Hello. How are you?") is None
+    assert wt.repeated_sentence("Ever tried. Ever tried. Ever tri") == "Ever tried."

@@ -11,6 +11,7 @@ when the result looks like one of those, so the caller runs the normal padded de
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -88,6 +89,29 @@ def loops(keys: list[object]) -> bool:
     return False
 
 
+_SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s*")
+
+
+def repeated_sentence(text: str) -> str | None:
+    """The first sentence of ``text`` when the rest only says it again (whole times, the last
+    maybe cut short): "What do bees make? What do bees make?" -> "What do bees make?". None for
+    anything else, such as parallel clauses ("It was the best of times, it was the worst...")."""
+    parts = _SENTENCE_END.split(text.strip(), maxsplit=1)
+    if len(parts) != 2 or not parts[1]:
+        return None
+    first, rest = parts[0].strip(), parts[1].strip()
+
+    def norm(s: str) -> str:
+        return re.sub(r"\s+", " ", s).lower()
+
+    unit, tail = norm(first), norm(rest)
+    if len(unit) < 4:
+        return None
+    while tail.startswith(unit):
+        tail = tail[len(unit) :].lstrip()
+    return first if tail == "" or (len(tail) < len(unit) and unit.startswith(tail)) else None
+
+
 def token_keys(tokenizer: Any, tokens: list[int]) -> list[object]:
     """Tokens compared by their text, case and leading space aside (" Ever" == "Ever");
     a token that is part of a multi-byte character keeps its id."""
@@ -148,6 +172,11 @@ def decode_trimmed(
     ]
     reason = guard(token_keys(tokenizer, text), ends, budget, decoded, options)
     said = tokenizer.decode(text).strip()
+    if reason == "repetition" and ends and (once_said := repeated_sentence(said)) is not None:
+        # The commonest trimmed failure: a decode that closed its segments (timestamps) but said
+        # the whole question again into the padding. The sentence itself is what the padded
+        # decode gives too (or better): keep it. A loop without segment ends still falls back.
+        return TrimmedResult(once_said, language, float(decoded[0].no_speech_prob), None, said)
     if reason:
         return TrimmedResult(None, language, float(decoded[0].no_speech_prob), reason, said)
     return TrimmedResult(said, language, float(decoded[0].no_speech_prob))
