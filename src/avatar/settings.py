@@ -109,6 +109,11 @@ class SttSettings(BaseModel):
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     compute_type: str = Field("int8", description="CTranslate2 compute type.")
     threads: int = Field(2, ge=1, description="CPU threads for inference.")
+    trim: bool = Field(
+        True,
+        description="faster-whisper: encode the utterance's own length (+1 s) instead of 30 s;"
+        " a guard falls back to the padded decode on loops, overlong or silent results.",
+    )
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
     api_key: SecretStr | None = Field(None, description="Remote engine: API key.")
 

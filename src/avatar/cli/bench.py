@@ -12,13 +12,14 @@ from rich.progress import Progress
 from rich.table import Table
 
 from avatar.bench.engine_probe import PROBES
-from avatar.cli import faults_cmd, load_cmd, rest_cmd
+from avatar.cli import faults_cmd, load_cmd, rest_cmd, stt_cmd
 from avatar.cli.console import console, err_console, settings, user_errors
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 app.command("load")(load_cmd.load)
 app.command("rest")(rest_cmd.rest)
 app.command("faults")(faults_cmd.faults)
+app.command("stt")(stt_cmd.stt)
 
 
 @app.command("engines")
