@@ -1,11 +1,13 @@
-"""One voice conversation: audio → endpoint → start turn → reply → finish turn.
+"""One voice conversation: audio → endpoint → decide → start turn → reply → finish turn.
 
 A ``VoiceSession`` takes typed inputs (:meth:`VoiceSession.feed_audio`, ``configure``,
 ``submit_text``, ``report_playback``, ``interrupt``, ``end_utterance``, ``ping``) and says
 everything through one ``emit`` callback of :mod:`avatar.pipeline.events`; it knows no
 transport. Each assistant reply is a :class:`Turn` running as the current :class:`Generation`;
 barge-in cancels that generation (LLM and TTS stop at their next token or chunk, stale output is
-dropped) and stores what was heard. Time comes from an injected :class:`Clock`.
+dropped) and stores what was heard. At a short pause :class:`TurnTaking` asks the end-of-turn
+models while a held reply starts (:class:`Speculation`); the decision releases or drops it.
+Time comes from an injected :class:`Clock`.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
 from avatar.pipeline.context import ConversationContext
 from avatar.pipeline.echo import EchoGuard
+from avatar.pipeline.end_of_turn import EndpointReason
 from avatar.pipeline.endpointing import EndpointerConfig, EndpointEvent, SpeechEnd, SpeechStart
 from avatar.pipeline.events import (
     ClientGone,
@@ -39,6 +42,7 @@ from avatar.pipeline.events import (
     Pong,
     PublicConfig,
     ReplyAudio,
+    SessionEvent,
     SpeechStarted,
     SpeechStopped,
     Transcript,
@@ -50,12 +54,14 @@ from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.responder import ReplyPlan, run_reply
+from avatar.pipeline.speculation import LIVE, HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
+from avatar.pipeline.turn_taking import Pause, TurnTaking
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
 
 log = logging.getLogger("avatar.session")
-Metrics = dict[str, float | None]
+Metrics = dict[str, float | str | None]
 
 
 def root_cause(exc: BaseException) -> BaseException:
@@ -109,7 +115,9 @@ class VoiceSession:
         self.config = config or SessionConfig(tts_mode=s.tts.mode)
         self.recorder, self.voices = recorder, voices
         self.on_turn_end = on_turn_end  # metrics (Prometheus histograms)
-        self.listener = Listener(EndpointerConfig.from_settings(s.vad), new_vad or hub.new_vad)
+        self.turn_taking = TurnTaking(s, acoustic=hub.turn, llm=hub.llm, clock=clock)
+        endpointer = self.turn_taking.endpointer_config(EndpointerConfig.from_settings(s.vad))
+        self.listener = Listener(endpointer, new_vad or hub.new_vad)
         self.partials = PartialTranscripts()
         self.context = ConversationContext(
             s.llm.system_prompt, s.llm.context_tokens // 2, hub.llm.count_tokens
@@ -117,6 +125,7 @@ class VoiceSession:
         self.echo = EchoGuard()
         self.playback = PlaybackClock(clock)
         self.replies = Generation()
+        self.speculation = Speculation(self.replies, clock)  # a held reply started at a pause
         self.turn: Turn | None = None
         self._detected_language: str | None = None
         self._overlapped = False  # the current utterance began while a reply was audible
@@ -126,9 +135,11 @@ class VoiceSession:
 
     async def feed_audio(self, audio: PcmAudio) -> None:
         """Microphone audio (mono 16 kHz): endpointing, partial transcripts, barge-in."""
+        self.turn_taking.audio_arrived()
         for frame, endpoints in self.listener.push(audio.samples):
             for event in endpoints:
                 await self._on_endpoint(event)
+            await self._on_pause(self.turn_taking.observe(self.listener.endpointer))
             await self._show_partial(frame)
             await self._check_barge_in()
             self.listener.trim_idle(hands_free=self.config.hands_free)
@@ -159,12 +170,11 @@ class VoiceSession:
 
     async def end_utterance(self) -> None:
         """Push-to-talk: the client says the user stopped talking."""
-        for event in self.listener.force_end():
-            await self._on_endpoint(event)
+        await self._end_now("push_to_talk")
         if not self.config.hands_free:
             audio = self.listener.buffer.cut()
             if self.listener.has_speech(audio):
-                metrics: Metrics = {"endpointing_ms": 0.0}
+                metrics: Metrics = {"endpointing_ms": 0.0, "endpoint_reason": "push_to_talk"}
                 await self._start_turn(audio=audio, t0=self.clock.now(), metrics=metrics)
 
     async def ping(self) -> None:
@@ -175,6 +185,7 @@ class VoiceSession:
 
     async def close(self) -> None:
         await self.partials.close()
+        await self.turn_taking.close()
         await self.interrupt(InterruptReason.CLOSED)
 
     # --- audio → endpoint ---------------------------------------------------------------------
@@ -182,10 +193,43 @@ class VoiceSession:
     async def _on_endpoint(self, event: EndpointEvent) -> None:
         if isinstance(event, SpeechStart):
             await self._speech_started()
+            if self.config.hands_free:
+                self.turn_taking.watch_starvation(self.listener.endpointer, self._end_now)
             return
         await self.partials.close()
-        if isinstance(event, SpeechEnd) and self.config.hands_free:
-            await self._speech_ended(event)
+        if isinstance(event, SpeechEnd):
+            reason, idle_ms = self.turn_taking.reason_for(event), self.turn_taking.idle_ms()
+            self.turn_taking.ended()
+            if self.config.hands_free:
+                await self._speech_ended(event, reason, idle_ms if reason == "starvation" else 0)
+
+    async def _end_now(self, reason: EndpointReason) -> None:
+        """End the utterance in progress now (a decision, starvation or the client's word)."""
+        self.turn_taking.forced = reason
+        for event in self.listener.force_end():
+            await self._on_endpoint(event)
+
+    async def _on_pause(self, pause: Pause | None) -> None:
+        if pause is Pause.RESUMED:
+            await self.speculation.drop()  # the user went on: the held reply was for nothing
+        elif pause is Pause.REACHED and self.config.hands_free and not self._audible:
+            self._speculate()
+
+    def _speculate(self) -> None:
+        """At a short pause: a held reply to the utterance so far, and the models asked."""
+        endpointer = self.listener.endpointer
+        audio = self.listener.utterance_so_far()
+        t0 = self.clock.now() - endpointer.silence_ms / 1000
+        metrics: Metrics = {"user_speech_ms": round(endpointer.speech_ms, 1)}
+
+        def run(generation: int, output: HeldOutput) -> Coroutine[Any, Any, None]:
+            self.turn = Turn(generation, t0=t0, metrics=metrics, user_audio=audio)
+            return self._run_turn(self.turn, None, output)
+
+        self.speculation.start(run)
+        probability = self.speculation.text_probability
+        assert probability is not None
+        self.turn_taking.judge(audio, probability, endpointer, self._end_now)
 
     async def _speech_started(self) -> None:
         self._overlapped = self.replies.running or self.playback.playing(grace_s=1.0)
@@ -193,15 +237,26 @@ class VoiceSession:
         if self.partials.open(self.hub.stt, self._language()):
             await self._show_partial(self.listener.buffer.backlog())
 
-    async def _speech_ended(self, end: SpeechEnd) -> None:
+    async def _speech_ended(self, end: SpeechEnd, reason: EndpointReason, idle_ms: float) -> None:
         await self._emit(SpeechStopped())
         if self._audible and end.speech_ms < self.config.backchannel_ms:
             return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
         audio = self.listener.cut_utterance(end)
-        waited_ms = end.detected_ms - end.end_ms
+        decided: Metrics = {
+            "endpoint_reason": reason,
+            "end_of_turn_probability": self.turn_taking.probability,
+        }
+        if self.turn is not None and self.speculation.holding:
+            held = self.turn  # the reply started at the pause is the answer: send it now
+            decided["endpointing_ms"] = round((self.clock.now() - held.t0) * 1000, 1)
+            await self.speculation.release(held.metrics, decided)
+            return
+        waited_ms = end.detected_ms - end.end_ms + idle_ms
         metrics: Metrics = {
             "endpointing_ms": round(waited_ms, 1),
             "user_speech_ms": round(end.speech_ms, 1),
+            **decided,
+            **self.speculation.turn_metrics(),
         }
         await self._start_turn(audio=audio, t0=self.clock.now() - waited_ms / 1000, metrics=metrics)
 
@@ -215,7 +270,8 @@ class VoiceSession:
     @property
     def _audible(self) -> bool:
         """A reply is being generated, or its audio is probably still playing at the client."""
-        return self.replies.running or self.playback.playing()
+        replying = self.replies.running and not self.speculation.holding
+        return replying or self.playback.playing()
 
     async def _check_barge_in(self) -> None:
         speech_ms = self.listener.speech_ms
@@ -224,6 +280,9 @@ class VoiceSession:
 
     async def interrupt(self, reason: InterruptReason = InterruptReason.CLIENT) -> None:
         """Stop the reply now: drop its pending audio, cancel LLM and TTS, keep what was heard."""
+        if self.speculation.holding:
+            await self.speculation.drop()  # never shown to the client: nothing to tell it
+            return
         turn = self.turn
         if turn is None:
             return
@@ -275,27 +334,43 @@ class VoiceSession:
 
         self.replies.begin(run)
 
-    async def _run_turn(self, turn: Turn, text: str | None) -> None:
+    async def _run_turn(self, turn: Turn, text: str | None, output: HeldOutput = LIVE) -> None:
         try:
             if turn.user_audio is not None:
-                text = await self._transcribe(turn, turn.user_audio)
+                text = await self._transcribe(turn, turn.user_audio, output)
+            if output.held:
+                await self._held_transcript(text, output)
             if text is None:
                 return
             turn.user_text = text
             turn.language = self._language() or detect_text_language(text)
-            await self._reply(turn)
+            await self._reply(turn, output)
+            output.work_done_at = self.clock.now()
+            await output.wait()  # a held reply is stored only once the turn is confirmed
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
             await self._finish_turn(turn)
         except asyncio.CancelledError:
             raise
         except Exception as raised:
+            await output.wait()
             await self._turn_failed(turn, raised)
+        finally:
+            self.speculation.heard(None)  # a held reply that heard no words: no text signal
+
+    async def _held_transcript(self, text: str | None, output: HeldOutput) -> None:
+        """Tell the end-of-turn judge what the words say; without speculation, wait there."""
+        messages = self.context.with_user(text) if text else None
+        self.speculation.heard(
+            await self.turn_taking.text_probability(messages) if messages else None
+        )
+        if not self.turn_taking.speculate:
+            await output.wait()
 
     def _language(self) -> str | None:
         """The language STT and TTS use: the configured one, else the one detected first."""
         return self.config.language or self._detected_language
 
-    async def _transcribe(self, turn: Turn, audio: PcmAudio) -> str | None:
+    async def _transcribe(self, turn: Turn, audio: PcmAudio, output: HeldOutput) -> str | None:
         start = self.clock.now()
         # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
         # message with language "auto" detects again).
@@ -313,22 +388,22 @@ class VoiceSession:
         if self._overlapped and self.echo.is_echo(text):
             return None  # AVATAR hearing itself through the speakers
         self._detected_language = self._detected_language or result.language
-        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=result.language))
+        final = Transcript(text, final=True, turn_id=turn.id, language=result.language)
+        await output.send(lambda: self._emit(final))
         return text
 
-    async def _reply(self, turn: Turn) -> None:
+    async def _reply(self, turn: Turn, output: HeldOutput) -> None:
         selection = self.hub.tts_modes.select(self.config.tts_mode)  # type: ignore[arg-type]
         turn.tts_mode = selection.mode_used
         voice = None
         if self.config.voice_profile_id and self.voices:
             voice = await self.voices.voice(self.config.voice_profile_id)
-        self.context.add_user(turn.user_text)
         cfg = self.hub.settings.llm
         plan = ReplyPlan(
             self.hub.llm,
             selection.engine,
             selection.mode_used,
-            self.context.messages(),
+            self.context.with_user(turn.user_text),  # stored when the turn is finished
             GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
             turn.language or "en",
             voice,
@@ -338,7 +413,14 @@ class VoiceSession:
             clock=self.clock,
         )
         emit = self.replies.guard(turn.generation, self._emit)  # stale output is dropped
-        await run_reply(turn, plan, emit, self._send_audio)
+
+        async def send_text(event: SessionEvent) -> None:
+            await output.send(lambda: emit(event))
+
+        async def send_audio(turn: Turn, pcm: bytes, rate: int, text: str) -> None:
+            await output.send(lambda: self._send_audio(turn, pcm, rate, text))
+
+        await run_reply(turn, plan, send_text, send_audio)
 
     async def _send_audio(self, turn: Turn, pcm: bytes, rate: int, text: str) -> None:
         if not self.replies.is_current(turn.generation):
@@ -364,6 +446,7 @@ class VoiceSession:
         """Store the turn, then tell the client: a turn_end the client saw is never lost."""
         interrupted = turn.interrupted
         text = turn.heard_text() if interrupted else turn.reply_text.strip()
+        self.context.add_user(turn.user_text)
         if not failed:
             self.context.add_assistant(text, interrupted=interrupted)
         if self.on_turn_end is not None:
