@@ -56,7 +56,7 @@ from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.responder import ReplyPlan, run_reply
 from avatar.pipeline.speculation import LIVE, HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
-from avatar.pipeline.turn_taking import Pause, TurnTaking
+from avatar.pipeline.turn_taking import Ending, Pause, TurnTaking
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
 
@@ -198,10 +198,9 @@ class VoiceSession:
             return
         await self.partials.close()
         if isinstance(event, SpeechEnd):
-            reason, idle_ms = self.turn_taking.reason_for(event), self.turn_taking.idle_ms()
-            self.turn_taking.ended()
+            ending = self.turn_taking.ended(event)
             if self.config.hands_free:
-                await self._speech_ended(event, reason, idle_ms if reason == "starvation" else 0)
+                await self._speech_ended(event, ending)
 
     async def _end_now(self, reason: EndpointReason) -> None:
         """End the utterance in progress now (a decision, starvation or the client's word)."""
@@ -237,21 +236,18 @@ class VoiceSession:
         if self.partials.open(self.hub.stt, self._language()):
             await self._show_partial(self.listener.buffer.backlog())
 
-    async def _speech_ended(self, end: SpeechEnd, reason: EndpointReason, idle_ms: float) -> None:
+    async def _speech_ended(self, end: SpeechEnd, ending: Ending) -> None:
         await self._emit(SpeechStopped())
         if self._audible and end.speech_ms < self.config.backchannel_ms:
             return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
         audio = self.listener.cut_utterance(end)
-        decided: Metrics = {
-            "endpoint_reason": reason,
-            "end_of_turn_probability": self.turn_taking.probability,
-        }
+        decided: Metrics = ending.metrics()
         if self.turn is not None and self.speculation.holding:
             held = self.turn  # the reply started at the pause is the answer: send it now
             decided["endpointing_ms"] = round((self.clock.now() - held.t0) * 1000, 1)
             await self.speculation.release(held.metrics, decided)
             return
-        waited_ms = end.detected_ms - end.end_ms + idle_ms
+        waited_ms = end.detected_ms - end.end_ms + ending.idle_ms
         metrics: Metrics = {
             "endpointing_ms": round(waited_ms, 1),
             "user_speech_ms": round(end.speech_ms, 1),

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -43,6 +43,18 @@ class Pause(Enum):
 
     REACHED = "reached"
     RESUMED = "resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How an utterance ended: the rule, the fused probability if asked, the client's silence."""
+
+    reason: EndpointReason
+    probability: float | None = None
+    idle_ms: float = 0.0  # time without audio from the client (counted as endpointing wait)
+
+    def metrics(self) -> dict[str, float | str | None]:
+        return {"endpoint_reason": self.reason, "end_of_turn_probability": self.probability}
 
 
 class TurnTaking:
@@ -90,17 +102,17 @@ class TurnTaking:
             return Pause.REACHED if self._paused else None
         return None
 
-    def reason_for(self, end: SpeechEnd) -> EndpointReason:
-        """The rule that ended the utterance ``end`` closed (for ``turn_end`` metrics)."""
-        if self.forced is not None:
-            return self.forced
-        return "max_length" if isinstance(end, UtteranceTooLong) else "fallback_silence"
-
-    def ended(self) -> None:
-        """The utterance ended: forget its pause, stop its watchdog and judgement."""
+    def ended(self, end: SpeechEnd) -> Ending:
+        """The utterance ``end`` closed ended: how, and forget its pause, watchdog, judgement."""
+        reason = self.forced
+        if reason is None:
+            reason = "max_length" if isinstance(end, UtteranceTooLong) else "fallback_silence"
+        idle_ms = self.idle_ms() if reason == "starvation" else 0.0
+        ending = Ending(reason, self.probability, idle_ms)
         self._paused, self.forced, self.probability = False, None, None
         self._cancel("judge")
         self._cancel("watch")
+        return ending
 
     # --- the end-of-turn models ---------------------------------------------------------------
 
