@@ -36,13 +36,14 @@ def harness(
     acoustic: float | list[float] = COMPLETE,
     text: float | list[float] = COMPLETE,
     stt_delay_s: float = 0.1,
+    answer: str = ANSWER,
     **turn: Any,
 ) -> TurnHarness:
     settings = make_settings(tmp_path, server={"preload": False}, turn=turn)
     return TurnHarness(
         settings,
         stt=ScriptedStt(QUESTION, delay_s=stt_delay_s),
-        llm=ScriptedTurnChat(ANSWER, text, first_token_s=0.05, interval_s=0.01),
+        llm=ScriptedTurnChat(answer, text, first_token_s=0.05, interval_s=0.01),
         tts=ToneTts(delay_s=0.03),
         turn=ScriptedTurn(acoustic, delay_s=0.05),
     )
@@ -192,3 +193,36 @@ async def test_starvation_does_not_end_push_to_talk(tmp_path) -> None:
         await h.session.end_utterance()
         end = await h.until(TurnEnd)
         assert end.metrics["endpoint_reason"] == "push_to_talk"
+
+
+async def test_end_utterance_in_hands_free_mode_ends_only_the_utterance_in_progress(
+    tmp_path,
+) -> None:
+    async with harness(tmp_path, acoustic=INCOMPLETE, text=INCOMPLETE) as h:
+        await h.session.end_utterance()  # nothing in progress: changes nothing
+        await h.speak(1.0)
+        await h.silence(2.5)
+        first = await h.until(TurnEnd)
+        await h.wait(3.0)  # the answer has played
+        await h.speak(1.0)
+        await h.session.end_utterance()
+        second = await h.until(TurnEnd)
+        assert first.metrics["endpoint_reason"] == "fallback_silence"
+        assert second.metrics["endpoint_reason"] == "push_to_talk"
+
+
+# --- barge-in with the models on -----------------------------------------------------------
+
+
+async def test_barge_in_then_a_question_with_the_models_on(tmp_path) -> None:
+    story = "Once upon a time a small robot lived by the sea and sang to the gulls."
+    async with harness(tmp_path, answer=story) as h:
+        await h.session.submit_text("Tell me a story.")
+        first = (await h.until(ReplyAudio)).turn_id
+        await h.speak(1.0)
+        cut = await h.until(Interrupted)
+        await h.silence(1.0)
+        end = await h.until(TurnEnd, lambda e: e.turn_id != first)
+        assert cut.turn_id == first and end.metrics["endpoint_reason"] == "model_complete"
+        assert [t.interrupted for t in h.recorder.turns] == [True, False]
+        assert h.hub.llm.asked == [QUESTION]  # type: ignore[attr-defined]

@@ -17,12 +17,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import GenerationOptions, VoiceActivityDetector, VoiceRef
+from avatar.engines.base import GenerationOptions, VoiceActivityDetector
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
@@ -49,10 +49,11 @@ from avatar.pipeline.events import (
     TurnEnd,
 )
 from avatar.pipeline.generation import Generation
-from avatar.pipeline.hallucinations import is_hallucination
+from avatar.pipeline.hearing import hear
 from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
+from avatar.pipeline.ports import TurnRecorder, VoiceResolver, root_cause
 from avatar.pipeline.responder import ReplyPlan, run_reply
 from avatar.pipeline.speculation import LIVE, HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
@@ -62,36 +63,6 @@ __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "Voic
 
 log = logging.getLogger("avatar.session")
 Metrics = dict[str, float | str | None]
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The first meaningful error inside (nested) exception groups: ClientGone wins."""
-    if isinstance(exc, BaseExceptionGroup):
-        causes = [root_cause(e) for e in exc.exceptions]
-        gone = [c for c in causes if isinstance(c, ClientGone)]
-        return (gone or causes)[0]
-    return exc
-
-
-class TurnRecorder(Protocol):
-    """Stores finished turns (user and assistant text and audio, metrics, interrupted flag)."""
-
-    async def record(
-        self,
-        session_id: str,
-        turn: Turn,
-        user_audio: PcmAudio | None,
-        reply_audio: list[tuple[bytes, int]],
-        interrupted: bool,
-    ) -> int | None:
-        """Store the turn; returns its index in the session."""
-
-    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
-        """A stored turn was cut off while its audio was still playing."""
-
-
-class VoiceResolver(Protocol):
-    async def voice(self, profile_id: str) -> VoiceRef: ...
 
 
 class VoiceSession:
@@ -204,7 +175,8 @@ class VoiceSession:
 
     async def _end_now(self, reason: EndpointReason) -> None:
         """End the utterance in progress now (a decision, starvation or the client's word)."""
-        self.turn_taking.forced = reason
+        if self.listener.endpointer.in_speech:
+            self.turn_taking.forced = reason
         for event in self.listener.force_end():
             await self._on_endpoint(event)
 
@@ -367,26 +339,15 @@ class VoiceSession:
         return self.config.language or self._detected_language
 
     async def _transcribe(self, turn: Turn, audio: PcmAudio, output: HeldOutput) -> str | None:
-        start = self.clock.now()
         # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
         # message with language "auto" detects again).
-        with self.hub.health.watch("stt"):
-            result = await self.hub.stt.transcribe(audio, language=self._language())
-        self.hub.health.worked("stt")
-        turn.metrics["stt_ms"] = round((self.clock.now() - start) * 1000, 1)
-        text = result.text.strip()
-        if not text or is_hallucination(
-            text,
-            no_speech_probability=result.no_speech_probability,
-            speech_ms=turn.metrics.get("user_speech_ms"),
-        ):
-            return None  # noise or silence: no phantom turn
-        if self._overlapped and self.echo.is_echo(text):
-            return None  # AVATAR hearing itself through the speakers
-        self._detected_language = self._detected_language or result.language
-        final = Transcript(text, final=True, turn_id=turn.id, language=result.language)
+        heard = await hear(self.hub, audio, self._language(), turn.metrics, self.clock)
+        if heard is None or (self._overlapped and self.echo.is_echo(heard.text)):
+            return None  # noise, silence, or AVATAR hearing itself through the speakers
+        self._detected_language = self._detected_language or heard.language
+        final = Transcript(heard.text, final=True, turn_id=turn.id, language=heard.language)
         await output.send(lambda: self._emit(final))
-        return text
+        return heard.text
 
     async def _reply(self, turn: Turn, output: HeldOutput) -> None:
         selection = self.hub.tts_modes.select(self.config.tts_mode)  # type: ignore[arg-type]
