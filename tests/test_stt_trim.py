@@ -58,6 +58,7 @@ def spoken(speaker: PiperTts) -> dict[str, np.ndarray]:
     [
         "ever tried ever tried ever tried ever",  # a short unit, three times
         "no matter . no matter .",
+        "can you name a color on the sky ? can you name a color on",  # starts over, cut off
         "we had it all , we had none . we had it all , we had none .",  # said again in full
         "it was the age of wisdom , it was the age of folly . it was the age of wisdom , it was "
         "the age of folly",  # again but for its full stop
@@ -72,6 +73,7 @@ def test_loops_found(text: str) -> None:
     [
         "it was the epoch of belief , it was the epoch of incredulity .",
         "it was the best of times . it was the worst of times .",
+        "what is it ? it is what it is .",
         "what is the capital of france ?",
         "very very good",
         "",

@@ -80,11 +80,13 @@ class TurnSettings(BaseModel):
     min_silence_ms: int = Field(
         200, ge=0, description="Silence before the end-of-turn models are asked."
     )
+    # Chosen on the hesitation set (docs/BENCHMARKS.md, "End of turn"): on our synthetic
+    # voices smart-turn judged most first halves complete, so by default only the text decides.
     complete_threshold: float = Field(
-        0.5, gt=0.0, lt=1.0, description="Fused probability at or above which the turn ends."
+        0.95, gt=0.0, lt=1.0, description="Fused probability at or above which the turn ends."
     )
     acoustic_weight: float = Field(
-        0.5, ge=0.0, le=1.0, description="Weight of the acoustic probability (text: 1 - this)."
+        0.0, ge=0.0, le=1.0, description="Weight of the acoustic probability (text: 1 - this)."
     )
     fallback_silence_ms: int = Field(
         2000, ge=0, description="Silence that ends a turn the models judged incomplete."

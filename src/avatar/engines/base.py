@@ -151,7 +151,7 @@ class TextTurnDetector(Protocol):
 async def text_end_of_turn(llm: object, messages: Sequence[ChatMessage]) -> float | None:
     """The chat model's end-of-turn probability, or None for engines without the capability."""
     method = getattr(llm, "end_of_turn_probability", None)
-    return None if method is None else await method(messages)  # type: ignore[no-any-return]
+    return None if method is None else await method(messages)
 
 
 # --- end of turn ----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import llama_cpp
 import numpy as np
@@ -49,7 +50,8 @@ class TurnPrompter:
         words = messages[-1]["content"].rstrip()
         if not words:
             return None
-        rendered = self._formatter(messages=[*messages[:-1], {"role": "user", "content": words}])
+        history: list[Any] = [*messages[:-1], {"role": "user", "content": words}]
+        rendered = self._formatter(messages=history)
         cut = rendered.prompt.rfind(words) + len(words)
         if cut < len(words):
             return None

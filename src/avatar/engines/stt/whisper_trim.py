@@ -63,20 +63,20 @@ def detect_language(model: Any, encoder_output: Any) -> tuple[str, float]:
 
 
 def loops(keys: list[object]) -> bool:
-    """Whether the text ends in a loop: its last ``p`` tokens (all but one) repeat the ``p``
-    before them.
+    """Whether the text ends in a loop: its end repeats the ``p`` tokens before it in full (all
+    but one), or the text starts over and its end repeats its own beginning.
 
-    ``keys`` are the tokens as compared (see :func:`token_keys`). "No matter. No matter.", a
-    clause said again but for its full stop, or a loop cut off by the token budget count; parallel
-    clauses do not ("It was the best of times. It was the worst of times." shares only its last
-    three tokens with the clause before).
+    ``keys`` are the tokens as compared (see :func:`token_keys`). "No matter. No matter.", "Can
+    you name a color on the sky? Can you name a color on", or a clause said again but for its
+    full stop count; parallel clauses do not ("It was the best of times. It was the worst of
+    times." shares only its last three tokens with the clause before, and not from the start).
     """
     n = len(keys)
     for p in range(2, n - 2):
         k = 0
         while k < n - p and keys[n - 1 - k] == keys[n - 1 - k - p]:
             k += 1
-        if k >= max(p - 1, 3):
+        if k >= max(p - 1, 3) or (k >= 3 and k == n - p):
             return True
     return False
 
