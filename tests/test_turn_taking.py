@@ -39,6 +39,8 @@ def harness(
     answer: str = ANSWER,
     **turn: Any,
 ) -> TurnHarness:
+    # both signals weighed, so the fusion is exercised (the defaults let the text decide alone)
+    turn = {"acoustic_weight": 0.5, "complete_threshold": 0.5, **turn}
     settings = make_settings(tmp_path, server={"preload": False}, turn=turn)
     return TurnHarness(
         settings,
@@ -137,6 +139,22 @@ async def test_without_speculation_the_reply_starts_at_the_decision(tmp_path) ->
         assert m["endpoint_reason"] == "model_complete" and m["speculative"] == 1.0
         assert len(h.hub.stt.heard) == 1  # type: ignore[attr-defined]  # the transcript is reused
         assert m["llm_first_token_ms"] >= m["endpointing_ms"] + 50  # type: ignore[operator]
+
+
+async def test_by_default_the_text_probability_decides_alone(tmp_path) -> None:
+    settings = make_settings(tmp_path, server={"preload": False})
+    assert settings.turn.acoustic_weight == 0.0
+    stt = ScriptedStt(QUESTION, delay_s=0.1)
+    chat = ScriptedTurnChat(ANSWER, [0.94, 0.97])  # "What is the capital?" vs the whole
+    async with TurnHarness(settings, stt=stt, llm=chat, turn=ScriptedTurn(COMPLETE)) as h:
+        await h.speak(1.0)
+        await h.silence(0.7)
+        await h.speak(0.8)
+        await h.silence(1.0)
+        end = await h.until(TurnEnd)
+        assert end.metrics["endpoint_reason"] == "model_complete"
+        assert end.metrics["speculations_wasted"] == 1.0 and len(h.of(TurnEnd)) == 1
+        assert h.hub.turn.heard == []  # type: ignore[union-attr]  # no weight: not asked
 
 
 async def test_models_off_is_the_plain_silence_timer(tmp_path) -> None:

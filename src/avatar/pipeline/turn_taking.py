@@ -147,8 +147,9 @@ class TurnTaking:
             await on_end(decision.reason)
 
     async def _acoustic(self, audio: PcmAudio) -> float | None:
-        if self.acoustic is None or not len(audio.samples):
-            return None
+        unweighted = self.policy.acoustic_weight == 0.0 and self._text_model is not None
+        if self.acoustic is None or unweighted or not len(audio.samples):
+            return None  # (with no weight it would only cost CPU beside STT and the LLM)
         try:
             return round(await self.acoustic.completion_probability(audio), 4)
         except Exception:
