@@ -16,7 +16,7 @@ class Heard:
     """What the user said, in which language."""
 
     text: str
-    language: str
+    language: str | None
 
 
 async def hear(

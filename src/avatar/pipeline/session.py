@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import GenerationOptions, VoiceActivityDetector
+from avatar.engines.base import VoiceActivityDetector
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
@@ -54,7 +54,8 @@ from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.ports import TurnRecorder, VoiceResolver, root_cause
-from avatar.pipeline.responder import ReplyPlan, run_reply
+from avatar.pipeline.reply_plan import plan_reply
+from avatar.pipeline.responder import run_reply
 from avatar.pipeline.speculation import LIVE, HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
 from avatar.pipeline.turn_taking import Ending, Pause, TurnTaking
@@ -350,25 +351,8 @@ class VoiceSession:
         return heard.text
 
     async def _reply(self, turn: Turn, output: HeldOutput) -> None:
-        selection = self.hub.tts_modes.select(self.config.tts_mode)  # type: ignore[arg-type]
-        turn.tts_mode = selection.mode_used
-        voice = None
-        if self.config.voice_profile_id and self.voices:
-            voice = await self.voices.voice(self.config.voice_profile_id)
-        cfg = self.hub.settings.llm
-        plan = ReplyPlan(
-            self.hub.llm,
-            selection.engine,
-            selection.mode_used,
-            self.context.with_user(turn.user_text),  # stored when the turn is finished
-            GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
-            turn.language or "en",
-            voice,
-            turn.t0,
-            sequential=self.hub.settings.pipeline == "sequential",
-            health=self.hub.health,
-            clock=self.clock,
-        )
+        messages = self.context.with_user(turn.user_text)  # stored when the turn is finished
+        plan = await plan_reply(self.hub, self.config, self.voices, turn, messages, self.clock)
         emit = self.replies.guard(turn.generation, self._emit)  # stale output is dropped
 
         async def send_text(event: SessionEvent) -> None:
@@ -394,8 +378,8 @@ class VoiceSession:
     def _first_audio_sent(self, turn: Turn, sent_at: float) -> None:
         turn.first_audio_at = sent_at
         turn.metrics["voice_to_voice_ms"] = round((self.clock.now() - turn.t0) * 1000, 1)
-        first_text = turn.metrics.get("first_text_ms") or 0.0
-        tts_wait = (turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
+        first_text = float(turn.metrics.get("first_text_ms") or 0.0)
+        tts_wait = float(turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
         if turn.tts_mode in ("fast", "hq"):
             self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
 
