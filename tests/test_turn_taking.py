@@ -21,7 +21,7 @@ from avatar.pipeline.events import (
     Transcript,
     TurnEnd,
 )
-from avatar.testing.fakes import ScriptedStt, ScriptedTurn, ScriptedTurnChat, ToneTts
+from avatar.testing.fakes import ScriptedChat, ScriptedStt, ScriptedTurn, ScriptedTurnChat, ToneTts
 from avatar.testing.timeline import FRAME_S, TurnHarness
 from conftest import make_settings
 
@@ -155,6 +155,23 @@ async def test_by_default_the_text_probability_decides_alone(tmp_path) -> None:
         assert end.metrics["endpoint_reason"] == "model_complete"
         assert end.metrics["speculations_wasted"] == 1.0 and len(h.of(TurnEnd)) == 1
         assert h.hub.turn.heard == []  # type: ignore[union-attr]  # no weight: not asked
+
+
+async def test_without_a_text_model_and_no_acoustic_weight_the_silence_timer_ends_turns(
+    tmp_path,
+) -> None:
+    settings = make_settings(tmp_path, server={"preload": False})
+    llm = ScriptedChat(ANSWER)  # no end-of-turn capability (a remote model, say)
+    async with TurnHarness(
+        settings, stt=ScriptedStt(QUESTION), llm=llm, turn=ScriptedTurn(COMPLETE)
+    ) as h:
+        await h.speak(1.0)
+        await h.silence(1.5)
+        end = await h.until(TurnEnd)
+        assert end.metrics["endpointing_ms"] == pytest.approx(
+            settings.vad.silence_hangover_ms, abs=32
+        )
+        assert h.hub.turn.heard == []  # type: ignore[union-attr]
 
 
 async def test_models_off_is_the_plain_silence_timer(tmp_path) -> None:

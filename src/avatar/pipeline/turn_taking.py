@@ -65,7 +65,9 @@ class TurnTaking:
     ) -> None:
         turn = settings.turn
         self.policy = EndOfTurnPolicy.from_settings(turn, settings.vad)
-        self.acoustic = acoustic
+        # With no weight the acoustic model would only cost CPU beside STT and the LLM (and with
+        # no text model either, the turn ends by the plain silence timer).
+        self.acoustic = acoustic if self.policy.acoustic_weight > 0 else None
         has_text = turn.use_text and hasattr(llm, "end_of_turn_probability")
         self._text_model = llm if has_text else None
         self.speculate, self.clock = turn.speculate, clock
@@ -147,9 +149,8 @@ class TurnTaking:
             await on_end(decision.reason)
 
     async def _acoustic(self, audio: PcmAudio) -> float | None:
-        unweighted = self.policy.acoustic_weight == 0.0 and self._text_model is not None
-        if self.acoustic is None or unweighted or not len(audio.samples):
-            return None  # (with no weight it would only cost CPU beside STT and the LLM)
+        if self.acoustic is None or not len(audio.samples):
+            return None
         try:
             return round(await self.acoustic.completion_probability(audio), 4)
         except Exception:
