@@ -4,7 +4,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -179,3 +183,30 @@ async def test_trim_setting_reaches_the_engine(
 
     assert SttSettings().trim and not off._trim
     assert units(result.text, "en") == units(QUESTIONS[0], "en")
+
+
+# --- the benchmark command's bad input -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--groups", "questions,nope"], "unknown group(s) ['nope']"),
+        (["--groups", "human-zh", "--zh-dir", "/nonexistent"], "no Mandarin clips at"),
+    ],
+)
+def test_bench_stt_refuses_bad_input_and_writes_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "stt.json"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "avatar"), "bench", "stt", *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert not out.exists()

@@ -47,6 +47,8 @@ def stt(
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
     if unknown := set(chosen) - set(GROUPS):
         raise ConfigError(f"unknown group(s) {sorted(unknown)}", hint=f"use {', '.join(GROUPS)}")
+    if "human-zh" in chosen and not (zh_dir / "README.md").is_file():
+        raise ConfigError(f"no Mandarin clips at {zh_dir}", hint="pass --zh-dir")
     cfg = settings()
     hub = EngineHub(cfg)
     try:
@@ -95,8 +97,6 @@ def _samples(groups: list[str], hub: object, zh_dir: Path) -> list:
     if "human-en" in groups:
         out += stt_set.human_en()
     if "human-zh" in groups:
-        if not (zh_dir / "README.md").is_file():
-            raise ConfigError(f"no Mandarin clips at {zh_dir}", hint="pass --zh-dir")
         out += stt_set.human_zh(zh_dir)
     return out
 

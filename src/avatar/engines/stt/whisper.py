@@ -7,6 +7,10 @@ encodes the first 30 s window twice, once to detect the language and again to de
 vs 0.66 s quiet (MODELS.md: p50 1.27 s vs 0.70 s). This engine encodes once and reads the
 language off that encoder output, so auto-detection costs one decoder step: in one loaded run,
 1.00 s (ours, auto) vs 0.92 s (language given) vs 1.90 s (library auto-detect).
+
+By default the encoder sees only the utterance plus 1 s instead of 30 s (``whisper_trim``; setting
+``stt.trim``), which makes both the decode and the language detection several times cheaper; its
+guard falls back to the padded path above. Figures: ``avatar bench stt``, docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -191,7 +195,8 @@ def decode(
             if result.text is not None:
                 return Decoded(lang, result.text, result.no_speech_prob, True)
             reason, rejected = result.reason, result.rejected
-        log.info("trimmed Whisper decode sent back (%s: %r); decoding padded", reason, rejected)
+        log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
+        log.debug("the trimmed decode had said %r", rejected)
     lang, segments = _decode_padded(model, features, language, beam)
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
     no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
