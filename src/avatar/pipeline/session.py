@@ -13,8 +13,6 @@ Time comes from an injected :class:`Clock`.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
@@ -25,7 +23,6 @@ from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import VoiceActivityDetector
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
-from avatar.errors import AvatarError
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
 from avatar.pipeline.context import ConversationContext
@@ -36,7 +33,6 @@ from avatar.pipeline.events import (
     ClientGone,
     ConfigChanged,
     Emit,
-    Error,
     Interrupted,
     InterruptReason,
     Pong,
@@ -46,14 +42,14 @@ from avatar.pipeline.events import (
     SpeechStarted,
     SpeechStopped,
     Transcript,
-    TurnEnd,
 )
+from avatar.pipeline.finishing import Metrics, TurnFinisher
 from avatar.pipeline.generation import Generation
 from avatar.pipeline.hearing import hear
 from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
-from avatar.pipeline.ports import TurnRecorder, VoiceResolver, root_cause
+from avatar.pipeline.ports import TurnRecorder, VoiceResolver
 from avatar.pipeline.reply_plan import plan_reply
 from avatar.pipeline.responder import run_reply
 from avatar.pipeline.speculation import LIVE, HeldOutput, Speculation
@@ -61,9 +57,6 @@ from avatar.pipeline.turn import Turn, TurnState
 from avatar.pipeline.turn_taking import Ending, Pause, TurnTaking
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
-
-log = logging.getLogger("avatar.session")
-Metrics = dict[str, float | str | None]
 
 
 class VoiceSession:
@@ -86,7 +79,6 @@ class VoiceSession:
         self.hub, self.session_id, self._emit, self.clock = hub, session_id, emit, clock
         self.config = config or SessionConfig(tts_mode=s.tts.mode)
         self.recorder, self.voices = recorder, voices
-        self.on_turn_end = on_turn_end  # metrics (Prometheus histograms)
         self.turn_taking = TurnTaking(s, acoustic=hub.turn, llm=hub.llm, clock=clock)
         endpointer = self.turn_taking.endpointer_config(EndpointerConfig.from_settings(s.vad))
         self.listener = Listener(endpointer, new_vad or hub.new_vad)
@@ -94,6 +86,7 @@ class VoiceSession:
         self.context = ConversationContext(
             s.llm.system_prompt, s.llm.context_tokens // 2, hub.llm.count_tokens
         )
+        self.finisher = TurnFinisher(session_id, self.context, emit, recorder, on_turn_end)
         self.echo = EchoGuard()
         self.playback = PlaybackClock(clock)
         self.replies = Generation()
@@ -268,7 +261,7 @@ class VoiceSession:
         await self.replies.cancel()
         self.echo.stopped()
         await self._emit(Interrupted(turn.id, turn.heard_text(), reason))
-        await self._finish_turn(turn)
+        await self.finisher.finish(turn)
 
     async def _interrupt_playback(self, turn: Turn, reason: InterruptReason) -> None:
         """The reply was fully generated but the user talks over its audio: keep what was heard."""
@@ -279,11 +272,7 @@ class VoiceSession:
             turn.report_playback((self.clock.now() - turn.first_audio_at) * 1000)  # estimate
         heard = turn.heard_text()
         await self._emit(Interrupted(turn.id, heard, reason))
-        if self.recorder is not None and turn.stored_index is not None:
-            try:
-                await self.recorder.mark_interrupted(self.session_id, turn.stored_index, heard)
-            except Exception:
-                log.exception("could not mark turn %s interrupted", turn.id)
+        await self.finisher.mark_interrupted(turn, heard)
 
     # --- start turn → reply → finish turn -----------------------------------------------------
 
@@ -317,12 +306,12 @@ class VoiceSession:
             output.work_done_at = self.clock.now()
             await output.wait()  # a held reply is stored only once the turn is confirmed
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
-            await self._finish_turn(turn)
+            await self.finisher.finish(turn)
         except asyncio.CancelledError:
             raise
         except Exception as raised:
             await output.wait()
-            await self._turn_failed(turn, raised)
+            await self.finisher.failed(turn, raised)
         finally:
             self.speculation.heard(None)  # a held reply that heard no words: no text signal
 
@@ -382,34 +371,3 @@ class VoiceSession:
         tts_wait = float(turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
         if turn.tts_mode in ("fast", "hq"):
             self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
-
-    async def _finish_turn(self, turn: Turn, *, failed: bool = False) -> None:
-        """Store the turn, then tell the client: a turn_end the client saw is never lost."""
-        interrupted = turn.interrupted
-        text = turn.heard_text() if interrupted else turn.reply_text.strip()
-        self.context.add_user(turn.user_text)
-        if not failed:
-            self.context.add_assistant(text, interrupted=interrupted)
-        if self.on_turn_end is not None:
-            self.on_turn_end(turn.metrics, interrupted)
-        if self.recorder is not None and turn.user_text:
-            try:
-                turn.stored_index = await self.recorder.record(
-                    self.session_id, turn, turn.user_audio, list(turn.reply_audio), interrupted
-                )
-            except Exception:
-                log.exception("could not store turn %s", turn.id)
-                await self._emit(Error("storage_failed", "the turn could not be stored", turn.id))
-        await self._emit(TurnEnd(turn.id, dict(turn.metrics), interrupted, text, turn.tts_mode))
-
-    async def _turn_failed(self, turn: Turn, raised: Exception) -> None:
-        exc = root_cause(raised)  # the reply stage's TaskGroup wraps errors in a group
-        if isinstance(exc, ClientGone):
-            return
-        with contextlib.suppress(ClientGone):
-            if isinstance(exc, AvatarError):
-                await self._emit(Error(exc.code, str(exc), turn_id=turn.id))
-                await self._finish_turn(turn, failed=True)
-            else:
-                log.exception("turn %s failed", turn.id, exc_info=raised)
-                await self._emit(Error("internal_error", "the turn failed", turn_id=turn.id))
