@@ -279,3 +279,18 @@ def test_the_latency_bench_reports_speculation_hits_and_waste() -> None:
         "ended_by_model_complete": 1.0,
         "ended_by_fallback_silence": 1.0,
     }
+
+
+async def test_a_slow_session_is_not_a_quiet_client(tmp_path) -> None:
+    """Idle time counts from the end of the last audio's processing (a loaded machine or slow
+    streaming partials must not end an utterance by starvation while audio is still coming)."""
+    from avatar.pipeline.turn_taking import TurnTaking
+    from avatar.testing.clock import FakeClock
+
+    clock = FakeClock()
+    taking = TurnTaking(make_settings(tmp_path), acoustic=None, llm=None, clock=clock)
+    with taking.receiving():
+        await clock.advance(2.0)  # one chunk took 2 s to process
+        assert taking.idle_ms() == 0.0
+    await clock.advance(0.3)
+    assert taking.idle_ms() == pytest.approx(300.0)

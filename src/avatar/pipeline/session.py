@@ -100,14 +100,14 @@ class VoiceSession:
 
     async def feed_audio(self, audio: PcmAudio) -> None:
         """Microphone audio (mono 16 kHz): endpointing, partial transcripts, barge-in."""
-        self.turn_taking.audio_arrived()
-        for frame, endpoints in self.listener.push(audio.samples):
-            for event in endpoints:
-                await self._on_endpoint(event)
-            await self._on_pause(self.turn_taking.observe(self.listener.endpointer))
-            await self._show_partial(frame)
-            await self._check_barge_in()
-            self.listener.trim_idle(hands_free=self.config.hands_free)
+        with self.turn_taking.receiving():  # the client is not quiet while its audio is worked on
+            for frame, endpoints in self.listener.push(audio.samples):
+                for event in endpoints:
+                    await self._on_endpoint(event)
+                await self._on_pause(self.turn_taking.observe(self.listener.endpointer))
+                await self._show_partial(frame)
+                await self._check_barge_in()
+                self.listener.trim_idle(hands_free=self.config.hands_free)
 
     async def configure(self, change: ConfigChange) -> None:
         """Change the session; a bad value raises (AvatarError) and changes nothing."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
@@ -75,6 +75,7 @@ class TurnTaking:
         self.probability: float | None = None  # the last fused end-of-turn probability
         self._paused = False
         self._last_audio = clock.now()
+        self._receiving = 0  # audio being processed now
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
     @property
@@ -170,11 +171,21 @@ class TurnTaking:
 
     # --- a client that stops sending ----------------------------------------------------------
 
-    def audio_arrived(self) -> None:
-        self._last_audio = self.clock.now()
+    @contextlib.contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Around the processing of audio from the client: a slow session (a loaded machine,
+        streaming partials) is not a quiet client; the idle time counts from the end of it."""
+        self._receiving += 1
+        try:
+            yield
+        finally:
+            self._receiving -= 1
+            self._last_audio = self.clock.now()
 
     def idle_ms(self) -> float:
-        """Time since the client last sent audio."""
+        """Time since the client's last audio was processed (0 while some is)."""
+        if self._receiving:
+            return 0.0
         return round((self.clock.now() - self._last_audio) * 1000, 1)
 
     def watch_starvation(self, endpointer: Endpointer, on_end: OnEnd) -> None:
@@ -185,17 +196,17 @@ class TurnTaking:
     async def _watch(self, endpointer: Endpointer, on_end: OnEnd) -> None:
         limit_s = self.policy.starvation_ms / 1000
         while endpointer.in_speech:
-            idle_s = self.clock.now() - self._last_audio
+            idle_ms = self.idle_ms()
             evidence = TurnEvidence(
                 silence_ms=endpointer.silence_ms,
                 speech_ms=endpointer.speech_ms,
-                since_audio_ms=round(idle_s * 1000, 1),
+                since_audio_ms=idle_ms,
             )
             if self.policy.decide(evidence).reason == "starvation":
                 self.forced = "starvation"
                 await on_end("starvation")
                 return
-            await self.clock.sleep(max(limit_s - idle_s, 0.001))
+            await self.clock.sleep(max(limit_s - idle_ms / 1000, 0.001))
 
     # --- tasks --------------------------------------------------------------------------------
 
