@@ -52,7 +52,7 @@ from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.ports import TurnRecorder, VoiceResolver
 from avatar.pipeline.reply_plan import plan_reply
 from avatar.pipeline.responder import run_reply
-from avatar.pipeline.speculation import LIVE, HeldOutput, Speculation
+from avatar.pipeline.speculation import HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
 from avatar.pipeline.turn_taking import Ending, Pause, TurnTaking
 
@@ -292,7 +292,8 @@ class VoiceSession:
 
         self.replies.begin(run)
 
-    async def _run_turn(self, turn: Turn, text: str | None, output: HeldOutput = LIVE) -> None:
+    async def _run_turn(self, turn: Turn, text: str | None, held: HeldOutput | None = None) -> None:
+        output = held or HeldOutput(held=False)
         try:
             if turn.user_audio is not None:
                 text = await self._transcribe(turn, turn.user_audio, output)

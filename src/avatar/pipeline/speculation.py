@@ -53,9 +53,6 @@ class HeldOutput:
         await self._released.wait()
 
 
-LIVE = HeldOutput(held=False)
-
-
 @dataclass(slots=True)
 class SpeculationCounters:
     """Speculative replies of a session: started, released (hits), dropped (wasted) and the
