@@ -82,12 +82,12 @@ def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
 
 
 def _detect(model: Any, samples: np.ndarray, trimmed: bool) -> str:
-    features = model.feature_extractor(samples)
-    if trimmed and wt.trimmable(features):
-        window = wt.trim(features)
+    if trimmed and wt.trimmable(samples):
+        window = wt.window(model, samples)
     else:
         from faster_whisper.audio import pad_or_trim
 
+        features = model.feature_extractor(samples)
         window = pad_or_trim(features[:, : features.shape[-1] - 1])
     return wt.detect_language(model, model.encode(window))[0]
 

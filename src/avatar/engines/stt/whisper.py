@@ -182,8 +182,8 @@ def decode(
     trips) the padded decode. Both detect the language from their own single encoder pass."""
     features = model.feature_extractor(samples)
     reason = rejected = None
-    if trim and wt.trimmable(features):
-        encoder_output = model.encode(wt.trim(features))
+    if trim and wt.trimmable(samples):
+        encoder_output = model.encode(wt.window(model, samples))
         lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
         reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P else None
         if reason is None:

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-# Zero feature frames after the speech (100 frames = 1 s): without them the last word is often lost.
-PAD_FRAMES = 100
+HOP = 160  # samples per feature frame at 16 kHz
+PAD_SAMPLES = 16_000  # 1 s of silence after the speech: without it the last word is often lost
 MAX_FRAMES = 3000  # Whisper's window; longer audio takes the padded path
 # Token budget = BASE + PER_S * duration. Mandarin runs ~6-8 tokens/s and English ~3-5, so an
 # utterance that needs more is looping; the budget also bounds what a loop can cost.
@@ -38,15 +38,22 @@ class TrimmedResult:
     rejected: str | None = None  # the text the guard sent back, for benchmarks and logs
 
 
-def trimmable(features: np.ndarray) -> bool:
+def trimmable(samples: np.ndarray) -> bool:
     """Whether the utterance fits one window with its padding."""
-    return bool(features.shape[-1] - 1 + PAD_FRAMES <= MAX_FRAMES)
+    return len(samples) + PAD_SAMPLES <= MAX_FRAMES * HOP
 
 
-def trim(features: np.ndarray) -> np.ndarray:
-    """The utterance's own frames plus ``PAD_FRAMES`` of zeros (faster-whisper pads with zeros)."""
-    content = features[:, : features.shape[-1] - 1]
-    return np.pad(content, ((0, 0), (0, PAD_FRAMES)))
+def window(model: Any, samples: np.ndarray) -> np.ndarray:
+    """Log-mel features of the utterance followed by 1 s of digital silence.
+
+    The silence is added as samples, not as zero features (faster-whisper pads its 30 s window
+    with zero features): zero log-mel is not what silence looks like, and without real silence
+    after it the last word suffers ("What is the capital of friends?" for a clip that ends right
+    after "France?", 2 times of 3).
+    """
+    padded = np.concatenate([samples, np.zeros(PAD_SAMPLES, dtype=np.float32)])
+    features = model.feature_extractor(padded)
+    return np.asarray(features[:, : features.shape[-1] - 1])
 
 
 def token_budget(duration_s: float) -> int:
