@@ -167,6 +167,8 @@ class VoiceSession:
             if self.config.hands_free:
                 await self._speech_ended(event, ending)
 
+    # --- decide: end of turn, speculative replies -----------------------------------------------
+
     async def _end_now(self, reason: EndpointReason) -> None:
         """End the utterance in progress now (a decision, starvation or the client's word)."""
         if self.listener.endpointer.in_speech:
@@ -191,10 +193,8 @@ class VoiceSession:
             self.turn = Turn(generation, t0=t0, metrics=metrics, user_audio=audio)
             return self._run_turn(self.turn, None, output)
 
-        self.speculation.start(run)
-        probability = self.speculation.text_probability
-        assert probability is not None
-        self.turn_taking.judge(audio, probability, endpointer, self._end_now)
+        text_probability = self.speculation.start(run)
+        self.turn_taking.judge(audio, text_probability, endpointer, self._end_now)
 
     async def _speech_started(self) -> None:
         self._overlapped = self.replies.running or self.playback.playing(grace_s=1.0)

@@ -87,13 +87,16 @@ class Speculation:
     def holding(self) -> bool:
         return self._output is not None and self._output.held
 
-    def start(self, run: Callable[[int, HeldOutput], Coroutine[Any, Any, None]]) -> None:
-        """Begin ``run(generation, output)`` held back."""
+    def start(
+        self, run: Callable[[int, HeldOutput], Coroutine[Any, Any, None]]
+    ) -> asyncio.Future[float | None]:
+        """Begin ``run(generation, output)`` held back; the future of its text probability."""
         output = HeldOutput(held=True)
         self._output, self._started_at = output, self.clock.now()
         self.text_probability = asyncio.get_running_loop().create_future()
         self.counters.started += 1
         self.replies.begin(lambda generation: run(generation, output))
+        return self.text_probability
 
     def heard(self, probability: float | None) -> None:
         """The held reply's transcript gave this end-of-turn probability (None: no words)."""
