@@ -294,3 +294,22 @@ async def test_a_slow_session_is_not_a_quiet_client(tmp_path) -> None:
         assert taking.idle_ms() == 0.0
     await clock.advance(0.3)
     assert taking.idle_ms() == pytest.approx(300.0)
+
+
+async def test_held_output_flushes_in_order_with_what_arrives_during_the_flush() -> None:
+    from avatar.pipeline.speculation import HeldOutput
+
+    sent: list[int] = []
+    output = HeldOutput(held=True)
+
+    async def deliver(n: int) -> None:
+        sent.append(n)
+        if n == 1:  # the reply goes on while the queue is being flushed
+            await output.send(lambda: deliver(3))
+
+    await output.send(lambda: deliver(1))
+    await output.send(lambda: deliver(2))
+    assert sent == [] and output.held
+    await output.release()
+    await output.send(lambda: deliver(4))
+    assert sent == [1, 2, 3, 4] and not output.held
