@@ -401,7 +401,7 @@ async def test_turn_end_means_the_turn_is_stored(tmp_path: Path) -> None:
         await settled(stack)
     lost = [a for a in acked if (a[0], a[1], False) not in turns]
     assert not lost, (
-        f"{len(lost)} of 3 acknowledged turns lost: VoiceSession._finish_turn sends turn_end "
+        f"{len(lost)} of 3 acknowledged turns lost: TurnFinisher.finish sends turn_end "
         "before recorder.record stores the turn; store first, then send turn_end"
     )
 

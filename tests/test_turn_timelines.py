@@ -261,9 +261,10 @@ async def test_the_assistant_hearing_itself_is_not_a_turn(tmp_path) -> None:
 # --- the clock ----------------------------------------------------------------------------------
 
 
-async def test_turn_metrics_follow_the_virtual_clock(tmp_path) -> None:
+@pytest.mark.parametrize("speculate", [False, True])
+async def test_turn_metrics_follow_the_virtual_clock(tmp_path, speculate: bool) -> None:
     async with TurnHarness(
-        make_settings(tmp_path, server={"preload": False}),
+        make_settings(tmp_path, server={"preload": False}, turn={"speculate": speculate}),
         llm=ScriptedChat("Paris is the capital.", first_token_s=0.1, interval_s=0.01),
         tts=ToneTts(delay_s=0.05),
         stt=ScriptedStt("What is the capital of France?", delay_s=0.2),
@@ -277,6 +278,10 @@ async def test_turn_metrics_follow_the_virtual_clock(tmp_path) -> None:
     assert m["endpointing_ms"] == pytest.approx(hangover, abs=32)
     assert m["user_speech_ms"] == pytest.approx(1600, abs=32)
     assert m["stt_ms"] == pytest.approx(200, abs=10)
-    assert m["llm_first_token_ms"] == pytest.approx(hangover + 200 + 100, abs=40)
+    # speculating, the reply starts at the first short pause, not at the end of the hangover
+    started = h.hub.settings.turn.min_silence_ms if speculate else hangover
+    assert m["llm_first_token_ms"] == pytest.approx(started + 200 + 100, abs=40)
+    assert m["speculative"] == (1.0 if speculate else 0.0)
+    assert m["endpoint_reason"] == "fallback_silence"  # no model: the plain silence timer
     # the first speakable text needs the whole sentence ("Paris is the capital.")
     assert m["voice_to_voice_ms"] == pytest.approx(m["first_text_ms"] + 50, abs=20)

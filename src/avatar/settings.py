@@ -94,6 +94,11 @@ class TurnSettings(BaseModel):
     starvation_ms: int = Field(
         1000, ge=100, description="A client silent this long after speech has ended its turn."
     )
+    speculate: bool = Field(
+        True,
+        description="At the first short silence, start the reply (held back, dropped if the"
+        " user goes on); off: only the transcript is made early.",
+    )
 
     @model_validator(mode="after")
     def _fallback_after_first_look(self) -> TurnSettings:

@@ -186,7 +186,23 @@ def summarize(results: list[TurnResult]) -> dict[str, dict[str, float]]:
                 "mean": round(statistics.fmean(values), 1),
                 "n": len(values),
             }
+    out["speculation"] = speculation_summary(results)
     return out
+
+
+def speculation_summary(results: list[TurnResult]) -> dict[str, float]:
+    """Turns answered by a reply held since the first pause (hits), replies dropped because the
+    user went on (wasted) and their engine time, and how many turns each endpoint rule ended."""
+    summary = {
+        "hits": float(sum(r.metrics.get("speculative") == 1.0 for r in results)),
+        "wasted": float(sum(r.metrics.get("speculations_wasted") or 0 for r in results)),
+        "wasted_ms": float(sum(r.metrics.get("speculation_wasted_ms") or 0 for r in results)),
+        "turns": float(len(results)),
+    }
+    for r in results:
+        reason = f"ended_by_{r.metrics.get('endpoint_reason') or 'unknown'}"
+        summary[reason] = summary.get(reason, 0.0) + 1
+    return summary
 
 
 @contextmanager

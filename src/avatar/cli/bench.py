@@ -205,6 +205,8 @@ def _print_latency(summaries: dict[str, dict[str, dict[str, float]]]) -> None:
     table = Table("run", "measure", "p50 ms", "p95 ms", "mean ms", "n")
     for run_name, summary in summaries.items():
         for measure, stats in summary.items():
+            if "p50" not in stats:  # counts (speculation), printed below
+                continue
             table.add_row(
                 run_name,
                 measure,
@@ -215,6 +217,11 @@ def _print_latency(summaries: dict[str, dict[str, dict[str, float]]]) -> None:
             )
         table.add_section()
     console.print(table)
+    for run_name, summary in summaries.items():
+        counts = summary.get("speculation", {})
+        if counts:
+            listed = ", ".join(f"{k} {v:g}" for k, v in counts.items())
+            console.print(f"{run_name} speculation: {listed}")
     if "streaming" in summaries and "sequential" in summaries:
         ratio = (
             summaries["sequential"]["voice_to_voice_client_ms"]["p50"]

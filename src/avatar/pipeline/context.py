@@ -90,6 +90,16 @@ class ConversationContext:
             self._turns.append(last)
         self._recount(last)
 
+    def with_user(self, text: str) -> list[ChatMessage]:
+        """:meth:`messages` as if ``text`` were added, without storing it (a held reply)."""
+        kept = self._turns
+        self._turns = [_Turn(t.user, t.assistant, t.tokens) for t in kept]
+        try:
+            self.add_user(text)
+            return self.messages()
+        finally:
+            self._turns = kept
+
     def add_assistant(self, text: str, *, interrupted: bool = False) -> None:
         """Add a reply: for an ``interrupted`` one, only what was heard, then the marker.
 

@@ -152,6 +152,11 @@ class Endpointer:
             return 0.0
         return self._voiced_end_ms - self._onset_ms
 
+    @property
+    def silence_ms(self) -> float:
+        """Trailing silence of the utterance in progress so far; 0 while voiced or idle."""
+        return self._silence_ms if self._state is EndpointState.TRAILING_SILENCE else 0.0
+
     def process(self, probability: float, frame_ms: float) -> list[EndpointEvent]:
         """Feed one frame's speech probability; return the events it caused (often none)."""
         if frame_ms <= 0:

@@ -100,7 +100,7 @@ class Interrupted:
 @dataclass(frozen=True, slots=True)
 class TurnEnd:
     turn_id: str
-    metrics: Mapping[str, float | None]
+    metrics: Mapping[str, float | str | None]
     interrupted: bool
     text: str
     tts_mode: str | None

@@ -53,6 +53,12 @@ class Listener:
         onset = end.end_ms - end.speech_ms
         return self.buffer.cut(onset - self.endpointer.config.pre_roll_ms, end.end_ms)
 
+    def utterance_so_far(self) -> PcmAudio:
+        """The utterance in progress (pre-roll to now) without cutting it: what a pause has."""
+        ep = self.endpointer
+        onset = ep.now_ms - ep.silence_ms - ep.speech_ms
+        return self.buffer.so_far(onset - ep.config.pre_roll_ms)
+
     def has_speech(self, audio: PcmAudio) -> bool:
         """Whether ``audio`` holds at least ``min_speech_ms`` of voiced frames (a fresh VAD)."""
         vad = self._new_vad()

@@ -1,50 +1,51 @@
-"""One voice conversation: audio → endpoint → start turn → reply → finish turn.
+"""One voice conversation: audio → endpoint → decide → start turn → reply → finish turn.
 
 A ``VoiceSession`` takes typed inputs (:meth:`VoiceSession.feed_audio`, ``configure``,
 ``submit_text``, ``report_playback``, ``interrupt``, ``end_utterance``, ``ping``) and says
 everything through one ``emit`` callback of :mod:`avatar.pipeline.events`; it knows no
 transport. Each assistant reply is a :class:`Turn` running as the current :class:`Generation`;
 barge-in cancels that generation (LLM and TTS stop at their next token or chunk, stale output is
-dropped) and stores what was heard. Time comes from an injected :class:`Clock`.
+dropped) and stores what was heard. At a short pause :class:`TurnTaking` asks the end-of-turn
+models while a held reply starts (:class:`Speculation`); the decision releases or drops it.
+Time comes from an injected :class:`Clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import GenerationOptions, VoiceActivityDetector, VoiceRef
+from avatar.engines.base import VoiceActivityDetector
 from avatar.engines.hub import EngineHub
-from avatar.errors import AvatarError
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
 from avatar.pipeline.context import ConversationContext
 from avatar.pipeline.echo import EchoGuard
+from avatar.pipeline.end_of_turn import EndpointReason
 from avatar.pipeline.endpointing import EndpointerConfig, EndpointEvent, SpeechEnd, SpeechStart
 from avatar.pipeline.events import (
     ClientGone,
     ConfigChanged,
     Emit,
-    Error,
     Interrupted,
     InterruptReason,
     Pong,
     PublicConfig,
     ReplyAudio,
+    SessionEvent,
     SpeechStarted,
     SpeechStopped,
     Transcript,
-    TurnEnd,
 )
+from avatar.pipeline.finishing import Metrics, TurnFinisher
 from avatar.pipeline.generation import Generation
-from avatar.pipeline.hallucinations import is_hallucination, unheard_speech
+from avatar.pipeline.hearing import hear
 from avatar.pipeline.language import (
     session_language,
     stt_language,
@@ -54,46 +55,16 @@ from avatar.pipeline.language import (
 from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
-from avatar.pipeline.responder import ReplyPlan, run_reply
+from avatar.pipeline.ports import TurnRecorder, VoiceResolver
+from avatar.pipeline.reply_plan import plan_reply
+from avatar.pipeline.responder import run_reply
+from avatar.pipeline.speculation import HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
+from avatar.pipeline.turn_taking import Ending, Pause, TurnTaking
 from avatar.text.script import to_script
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
-
 log = logging.getLogger("avatar.session")
-Metrics = dict[str, float | None]
-
-
-def root_cause(exc: BaseException) -> BaseException:
-    """The first meaningful error inside (nested) exception groups: ClientGone wins."""
-    if isinstance(exc, BaseExceptionGroup):
-        causes = [root_cause(e) for e in exc.exceptions]
-        gone = [c for c in causes if isinstance(c, ClientGone)]
-        return (gone or causes)[0]
-    return exc
-
-
-class TurnRecorder(Protocol):
-    """Stores finished turns (user and assistant text and audio, metrics, interrupted flag)."""
-
-    async def record(
-        self,
-        session_id: str,
-        turn: Turn,
-        user_audio: PcmAudio | None,
-        reply_audio: list[tuple[bytes, int]],
-        interrupted: bool,
-    ) -> int | None:
-        """Store the turn; returns its index in the session."""
-
-    async def mark_interrupted(
-        self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
-    ) -> None:
-        """A stored turn was cut off while its audio played (heard up to ``heard_ms``)."""
-
-
-class VoiceResolver(Protocol):
-    async def voice(self, profile_id: str) -> VoiceRef: ...
 
 
 class VoiceSession:
@@ -116,15 +87,18 @@ class VoiceSession:
         self.hub, self.session_id, self._emit, self.clock = hub, session_id, emit, clock
         self.config = config or SessionConfig(tts_mode=s.tts.mode)
         self.recorder, self.voices = recorder, voices
-        self.on_turn_end = on_turn_end  # metrics (Prometheus histograms)
-        self.listener = Listener(EndpointerConfig.from_settings(s.vad), new_vad or hub.new_vad)
+        self.turn_taking = TurnTaking(s, acoustic=hub.turn, llm=hub.llm, clock=clock)
+        endpointer = self.turn_taking.endpointer_config(EndpointerConfig.from_settings(s.vad))
+        self.listener = Listener(endpointer, new_vad or hub.new_vad)
         self.partials = PartialTranscripts()
         self.context = ConversationContext(
             s.llm.system_prompt, s.llm.context_tokens // 2, hub.llm.count_tokens
         )
+        self.finisher = TurnFinisher(session_id, self.context, emit, recorder, on_turn_end)
         self.echo = EchoGuard()
         self.playback = PlaybackClock(clock)
         self.replies = Generation()
+        self.speculation = Speculation(self.replies, clock)  # a held reply started at a pause
         self.turn: Turn | None = None
         self._detected_language: str | None = None
         self._overlapped = False  # the current utterance began while a reply was audible
@@ -134,12 +108,14 @@ class VoiceSession:
 
     async def feed_audio(self, audio: PcmAudio) -> None:
         """Microphone audio (mono 16 kHz): endpointing, partial transcripts, barge-in."""
-        for frame, endpoints in self.listener.push(audio.samples):
-            for event in endpoints:
-                await self._on_endpoint(event)
-            await self._show_partial(frame)
-            await self._check_barge_in()
-            self.listener.trim_idle(hands_free=self.config.hands_free)
+        with self.turn_taking.receiving():  # the client is not quiet while its audio is worked on
+            for frame, endpoints in self.listener.push(audio.samples):
+                for event in endpoints:
+                    await self._on_endpoint(event)
+                await self._on_pause(self.turn_taking.observe(self.listener.endpointer))
+                await self._show_partial(frame)
+                await self._check_barge_in()
+                self.listener.trim_idle(hands_free=self.config.hands_free)
 
     async def configure(self, change: ConfigChange) -> None:
         """Change the session; a bad value raises (AvatarError) and changes nothing."""
@@ -167,12 +143,11 @@ class VoiceSession:
 
     async def end_utterance(self) -> None:
         """Push-to-talk: the client says the user stopped talking."""
-        for event in self.listener.force_end():
-            await self._on_endpoint(event)
+        await self._end_now("push_to_talk")
         if not self.config.hands_free:
             audio = self.listener.buffer.cut()
             if self.listener.has_speech(audio):
-                metrics: Metrics = {"endpointing_ms": 0.0}
+                metrics: Metrics = {"endpointing_ms": 0.0, "endpoint_reason": "push_to_talk"}
                 await self._start_turn(audio=audio, t0=self.clock.now(), metrics=metrics)
 
     async def ping(self) -> None:
@@ -183,6 +158,7 @@ class VoiceSession:
 
     async def close(self) -> None:
         await self.partials.close()
+        await self.turn_taking.close()
         await self.interrupt(InterruptReason.CLOSED)
 
     # --- audio → endpoint ---------------------------------------------------------------------
@@ -190,10 +166,43 @@ class VoiceSession:
     async def _on_endpoint(self, event: EndpointEvent) -> None:
         if isinstance(event, SpeechStart):
             await self._speech_started()
+            if self.config.hands_free:
+                self.turn_taking.watch_starvation(self.listener.endpointer, self._end_now)
             return
         await self.partials.close()
-        if isinstance(event, SpeechEnd) and self.config.hands_free:
-            await self._speech_ended(event)
+        if isinstance(event, SpeechEnd):
+            ending = self.turn_taking.ended(event)
+            if self.config.hands_free:
+                await self._speech_ended(event, ending)
+
+    # --- decide: end of turn, speculative replies -----------------------------------------------
+
+    async def _end_now(self, reason: EndpointReason) -> None:
+        """End the utterance in progress now (a decision, starvation or the client's word)."""
+        if self.listener.endpointer.in_speech:
+            self.turn_taking.forced = reason
+        for event in self.listener.force_end():
+            await self._on_endpoint(event)
+
+    async def _on_pause(self, pause: Pause | None) -> None:
+        if pause is Pause.RESUMED:
+            await self.speculation.drop()  # the user went on: the held reply was for nothing
+        elif pause is Pause.REACHED and self.config.hands_free and not self._audible:
+            self._speculate()
+
+    def _speculate(self) -> None:
+        """At a short pause: a held reply to the utterance so far, and the models asked."""
+        endpointer = self.listener.endpointer
+        audio = self.listener.utterance_so_far()
+        t0 = self.clock.now() - endpointer.silence_ms / 1000
+        metrics: Metrics = {"user_speech_ms": round(endpointer.speech_ms, 1)}
+
+        def run(generation: int, output: HeldOutput) -> Coroutine[Any, Any, None]:
+            self.turn = Turn(generation, t0=t0, metrics=metrics, user_audio=audio)
+            return self._run_turn(self.turn, None, output)
+
+        text_probability = self.speculation.start(run)
+        self.turn_taking.judge(audio, text_probability, endpointer, self._end_now)
 
     async def _speech_started(self) -> None:
         self._overlapped = self.replies.running or self.playback.playing(grace_s=1.0)
@@ -201,15 +210,23 @@ class VoiceSession:
         if self.partials.open(self.hub.stt, self._language()):
             await self._show_partial(self.listener.buffer.backlog())
 
-    async def _speech_ended(self, end: SpeechEnd) -> None:
+    async def _speech_ended(self, end: SpeechEnd, ending: Ending) -> None:
         await self._emit(SpeechStopped())
         if self._audible and end.speech_ms < self.config.backchannel_ms:
             return  # a backchannel ("uh-huh") while AVATAR speaks: not a turn
         audio = self.listener.cut_utterance(end)
-        waited_ms = end.detected_ms - end.end_ms
+        decided: Metrics = ending.metrics()
+        if self.turn is not None and self.speculation.holding:
+            held = self.turn  # the reply started at the pause is the answer: send it now
+            decided["endpointing_ms"] = round((self.clock.now() - held.t0) * 1000, 1)
+            await self.speculation.release(held.metrics, decided)
+            return
+        waited_ms = end.detected_ms - end.end_ms + ending.idle_ms
         metrics: Metrics = {
             "endpointing_ms": round(waited_ms, 1),
             "user_speech_ms": round(end.speech_ms, 1),
+            **decided,
+            **self.speculation.turn_metrics(),
         }
         await self._start_turn(audio=audio, t0=self.clock.now() - waited_ms / 1000, metrics=metrics)
 
@@ -223,7 +240,8 @@ class VoiceSession:
     @property
     def _audible(self) -> bool:
         """A reply is being generated, or its audio is probably still playing at the client."""
-        return self.replies.running or self.playback.playing()
+        replying = self.replies.running and not self.speculation.holding
+        return replying or self.playback.playing()
 
     async def _check_barge_in(self) -> None:
         speech_ms = self.listener.speech_ms
@@ -232,6 +250,9 @@ class VoiceSession:
 
     async def interrupt(self, reason: InterruptReason = InterruptReason.CLIENT) -> None:
         """Stop the reply now: drop its pending audio, cancel LLM and TTS, keep what was heard."""
+        if self.speculation.holding:
+            await self.speculation.drop()  # never shown to the client: nothing to tell it
+            return
         turn = self.turn
         if turn is None:
             return
@@ -248,7 +269,7 @@ class VoiceSession:
         await self.replies.cancel()
         self.echo.stopped()
         await self._emit(Interrupted(turn.id, turn.heard_text(), reason))
-        await self._finish_turn(turn)
+        await self.finisher.finish(turn)
 
     async def _interrupt_playback(self, turn: Turn, reason: InterruptReason) -> None:
         """The reply was fully generated but the user talks over its audio: keep what was heard."""
@@ -259,13 +280,7 @@ class VoiceSession:
             turn.report_playback((self.clock.now() - turn.first_audio_at) * 1000)  # estimate
         heard = turn.heard_text()
         await self._emit(Interrupted(turn.id, heard, reason))
-        if self.recorder is not None and turn.stored_index is not None:
-            try:
-                await self.recorder.mark_interrupted(
-                    self.session_id, turn.stored_index, heard, turn.played_ms
-                )
-            except Exception:
-                log.exception("could not mark turn %s interrupted", turn.id)
+        await self.finisher.mark_interrupted(turn, heard)
 
     # --- start turn → reply → finish turn -----------------------------------------------------
 
@@ -285,21 +300,38 @@ class VoiceSession:
 
         self.replies.begin(run)
 
-    async def _run_turn(self, turn: Turn, text: str | None) -> None:
+    async def _run_turn(self, turn: Turn, text: str | None, held: HeldOutput | None = None) -> None:
+        output = held or HeldOutput(held=False)
         try:
             if turn.user_audio is not None:
-                text = await self._transcribe(turn, turn.user_audio)
+                text = await self._transcribe(turn, turn.user_audio, output)
+            if output.held:
+                await self._held_transcript(text, output)
             if text is None:
                 return
             turn.user_text = text
             turn.language = turn.language or self._turn_language(None, text)
-            await self._reply(turn)
+            await self._reply(turn, output)
+            output.work_done_at = self.clock.now()
+            await output.wait()  # a held reply is stored only once the turn is confirmed
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
-            await self._finish_turn(turn)
+            await self.finisher.finish(turn)
         except asyncio.CancelledError:
             raise
         except Exception as raised:
-            await self._turn_failed(turn, raised)
+            await output.wait()
+            await self.finisher.failed(turn, raised)
+        finally:
+            self.speculation.heard(None)  # a held reply that heard no words: no text signal
+
+    async def _held_transcript(self, text: str | None, output: HeldOutput) -> None:
+        """Tell the end-of-turn judge what the words say; without speculation, wait there."""
+        messages = self.context.with_user(text) if text else None
+        self.speculation.heard(
+            await self.turn_taking.text_probability(messages) if messages else None
+        )
+        if not self.turn_taking.speculate:
+            await output.wait()
 
     def _turn_language(self, detected: str | None, text: str) -> str:
         """The turn's language tag, Chinese in the script the user reads."""
@@ -310,55 +342,36 @@ class VoiceSession:
         """The language partial transcripts use: the configured one, else the last detected."""
         return stt_language(self.config.language) or self._detected_language
 
-    async def _transcribe(self, turn: Turn, audio: PcmAudio) -> str | None:
-        start = self.clock.now()
+    async def _transcribe(self, turn: Turn, audio: PcmAudio, output: HeldOutput) -> str | None:
         # The language follows the user turn by turn (Whisper reads it off the encoder pass it
         # makes anyway); a configured language overrides detection.
-        language = stt_language(self.config.language)
-        with self.hub.health.watch("stt"):
-            result = await self.hub.stt.transcribe(audio, language=language)
-        self.hub.health.worked("stt")
-        turn.metrics["stt_ms"] = round((self.clock.now() - start) * 1000, 1)
-        text = result.text.strip()
-        speech_ms = turn.metrics.get("user_speech_ms")
-        if not text or is_hallucination(
-            text, no_speech_probability=result.no_speech_probability, speech_ms=speech_ms
-        ):
-            unheard_speech(speech_ms or audio.duration_s * 1000, text)  # long: error, not silence
-            return None  # noise or silence: no phantom turn
-        turn.language = self._turn_language(result.language, text)
-        text = to_script(text, turn.language)  # in the user's script, as the reply is
+        stt_lang = stt_language(self.config.language)
+        heard = await hear(self.hub, audio, stt_lang, turn.metrics, self.clock)
+        if heard is None:
+            return None  # noise or silence (long speech heard as nothing raised an error)
+        turn.language = self._turn_language(heard.language, heard.text)
+        text = to_script(heard.text, turn.language)  # in the user's script, as the reply is
         if self._overlapped and self.echo.is_echo(text):
             log.info("turn %s: transcript dropped as echo of the reply", turn.id)
             return None  # AVATAR hearing itself through the speakers
-        self._detected_language = result.language or self._detected_language
-        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=turn.language))
+        self._detected_language = heard.language or self._detected_language
+        final = Transcript(text, final=True, turn_id=turn.id, language=turn.language)
+        await output.send(lambda: self._emit(final))
         return text
 
-    async def _reply(self, turn: Turn) -> None:
-        selection = self.hub.tts_modes.select(self.config.tts_mode)  # type: ignore[arg-type]
-        turn.tts_mode = selection.mode_used
-        voice = None
-        if self.config.voice_profile_id and self.voices:
-            voice = await self.voices.voice(self.config.voice_profile_id)
+    async def _reply(self, turn: Turn, output: HeldOutput) -> None:
         self.context.language = turn.language  # the system prompt in the turn's language
-        self.context.add_user(turn.user_text)
-        cfg = self.hub.settings.llm
-        plan = ReplyPlan(
-            self.hub.llm,
-            selection.engine,
-            selection.mode_used,
-            self.context.messages(),
-            GenerationOptions(max_tokens=cfg.max_tokens, temperature=cfg.temperature),
-            turn.language or "en",
-            voice,
-            turn.t0,
-            sequential=self.hub.settings.pipeline == "sequential",
-            health=self.hub.health,
-            clock=self.clock,
-        )
+        messages = self.context.with_user(turn.user_text)  # stored when the turn is finished
+        plan = await plan_reply(self.hub, self.config, self.voices, turn, messages, self.clock)
         emit = self.replies.guard(turn.generation, self._emit)  # stale output is dropped
-        await run_reply(turn, plan, emit, self._send_audio)
+
+        async def send_text(event: SessionEvent) -> None:
+            await output.send(lambda: emit(event))
+
+        async def send_audio(turn: Turn, pcm: bytes, rate: int, text: str) -> None:
+            await output.send(lambda: self._send_audio(turn, pcm, rate, text))
+
+        await run_reply(turn, plan, send_text, send_audio)
 
     async def _send_audio(self, turn: Turn, pcm: bytes, rate: int, text: str) -> None:
         if not self.replies.is_current(turn.generation):
@@ -375,37 +388,7 @@ class VoiceSession:
     def _first_audio_sent(self, turn: Turn, sent_at: float) -> None:
         turn.first_audio_at = sent_at
         turn.metrics["voice_to_voice_ms"] = round((self.clock.now() - turn.t0) * 1000, 1)
-        first_text = turn.metrics.get("first_text_ms") or 0.0
-        tts_wait = (turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
+        first_text = float(turn.metrics.get("first_text_ms") or 0.0)
+        tts_wait = float(turn.metrics.get("tts_first_audio_ms") or first_text) - first_text
         if turn.tts_mode in ("fast", "hq"):
             self.hub.tts_modes.observe_first_audio(turn.tts_mode, tts_wait / 1000)
-
-    async def _finish_turn(self, turn: Turn, *, failed: bool = False) -> None:
-        """Store the turn, then tell the client: a turn_end the client saw is never lost."""
-        interrupted = turn.interrupted
-        text = turn.heard_text() if interrupted else turn.reply_text.strip()
-        if not failed:
-            self.context.add_assistant(text, interrupted=interrupted)
-        if self.on_turn_end is not None:
-            self.on_turn_end(turn.metrics, interrupted)
-        if self.recorder is not None and turn.user_text:
-            try:
-                turn.stored_index = await self.recorder.record(
-                    self.session_id, turn, turn.user_audio, list(turn.reply_audio), interrupted
-                )
-            except Exception:
-                log.exception("could not store turn %s", turn.id)
-                await self._emit(Error("storage_failed", "the turn could not be stored", turn.id))
-        await self._emit(TurnEnd(turn.id, dict(turn.metrics), interrupted, text, turn.tts_mode))
-
-    async def _turn_failed(self, turn: Turn, raised: Exception) -> None:
-        exc = root_cause(raised)  # the reply stage's TaskGroup wraps errors in a group
-        if isinstance(exc, ClientGone):
-            return
-        with contextlib.suppress(ClientGone):
-            if isinstance(exc, AvatarError):
-                await self._emit(Error(exc.code, str(exc), turn_id=turn.id))
-                await self._finish_turn(turn, failed=True)
-            else:
-                log.exception("turn %s failed", turn.id, exc_info=raised)
-                await self._emit(Error("internal_error", "the turn failed", turn_id=turn.id))

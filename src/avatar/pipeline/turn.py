@@ -51,7 +51,7 @@ class Turn:
     tts_mode: str | None = None
     user_audio: PcmAudio | None = None  # the utterance (None for typed text)
     reply_audio: list[tuple[bytes, int]] = field(default_factory=list)  # (PCM s16le, rate) sent
-    metrics: dict[str, float | None] = field(default_factory=dict)
+    metrics: dict[str, float | str | None] = field(default_factory=dict)
 
     @property
     def interrupted(self) -> bool:

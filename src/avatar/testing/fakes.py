@@ -20,6 +20,7 @@ from avatar.engines.base import (
     SttCapabilities,
     Transcript,
     TtsCapabilities,
+    TurnCapabilities,
     VadCapabilities,
     VoiceRef,
 )
@@ -68,6 +69,37 @@ class ScriptedChat(_Loaded):
 
     def count_tokens(self, text: str) -> int:
         return max(1, len(text) // 4)
+
+
+class ScriptedTurnChat(ScriptedChat):
+    """A :class:`ScriptedChat` that also gives the text end-of-turn probability: one value per
+    call in turn (the last repeats); ``asked`` keeps the user's words of every call."""
+
+    def __init__(self, reply: str, end_of_turn: float | Sequence[float], **timing: float) -> None:
+        super().__init__(reply, **timing)  # type: ignore[arg-type]
+        self.script = [end_of_turn] if isinstance(end_of_turn, float) else list(end_of_turn)
+        self.asked: list[str] = []
+
+    async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        self.asked.append(messages[-1].content)
+        return self.script[min(len(self.asked), len(self.script)) - 1]
+
+
+class ScriptedTurn(_Loaded):
+    """An acoustic end-of-turn model: one P(complete) per call in turn (the last repeats), after
+    ``delay_s``; ``heard`` keeps the audio of every call."""
+
+    capabilities = TurnCapabilities(sample_rate=16_000, window_s=8.0)
+
+    def __init__(self, probabilities: float | Sequence[float], *, delay_s: float = 0.0) -> None:
+        self.script = [probabilities] if isinstance(probabilities, float) else list(probabilities)
+        self.delay_s = delay_s
+        self.heard: list[PcmAudio] = []
+
+    async def completion_probability(self, audio: PcmAudio) -> float:
+        self.heard.append(audio)
+        await self.clock.sleep(self.delay_s)
+        return self.script[min(len(self.heard), len(self.script)) - 1]
 
 
 class ToneTts(_Loaded):

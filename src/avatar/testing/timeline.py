@@ -45,11 +45,15 @@ class TurnHarness:
         stt: Any = None,
         llm: Any = None,
         tts: Any = None,
+        turn: Any = None,
         config: SessionConfig | None = None,
     ) -> None:
         self.clock = FakeClock()
+        if turn is None:  # no acoustic end-of-turn model unless one is given
+            no_model = settings.turn.model_copy(update={"engine": ""})
+            settings = settings.model_copy(update={"turn": no_model})
         self.hub = EngineHub(settings)
-        for slot, engine in (("stt", stt), ("llm", llm), ("tts.fast", tts)):
+        for slot, engine in (("stt", stt), ("llm", llm), ("tts.fast", tts), ("turn", turn)):
             if engine is not None:
                 engine.clock = self.clock  # scripted engines wait on the virtual clock
                 self.hub.override(slot, engine)
