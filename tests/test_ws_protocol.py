@@ -84,10 +84,8 @@ def documented_client_messages() -> list[dict[str, Any]]:
     text = PROTOCOL.read_text(encoding="utf-8")
     table = text.split("## Client → server", 1)[1].split("## Server → client", 1)[0]
     found = re.findall(r"`(\{\"type\":.*?\})`", table)
-    examples = [
-        m.replace('"fast"\\|"hq"\\|"auto"', '"fast"').replace('"en"\\|"zh"\\|"auto"', '"en"')
-        for m in found
-    ]
+    # a documented choice ("fast"\|"hq"\|"auto", "en"\|"zh"\|…) stands for its first value
+    examples = [re.sub(r'("[^"]*")(?:\\\|(?:"[^"]*"|…))+', r"\1", m) for m in found]
     messages = [json.loads(m.replace('"<base64 PCM>"', '""').replace("…", "x")) for m in examples]
     return [m for m in messages if m["type"] != "pong"]  # the answer to ping
 
@@ -127,7 +125,12 @@ async def test_every_documented_client_message_reaches_its_typed_input() -> None
     ]
     config = inputs.calls[1][1][0]
     assert config == ConfigChange(
-        language="en", tts_mode="fast", voice_profile_id="x", system_prompt="x", hands_free=True
+        language="auto",
+        tts_mode="fast",
+        voice_profile_id="x",
+        system_prompt="x",
+        hands_free=True,
+        chinese_script="traditional",
     )
     assert inputs.calls[4][1] == (InterruptReason.CLIENT,)
     assert len(inputs.calls[7][1][0].samples) == 8
