@@ -135,8 +135,17 @@ def latency(
         Path("docs/benchmarks/latency.png"), "--plot", help="Where to save the latency plot (PNG)."
     ),
     json_path: Path = typer.Option(None, "--json", help="Also write the results as JSON."),
+    hesitation: int = typer.Option(
+        -1,
+        "--hesitation",
+        help="Questions with a 700 ms pause to stream (-1: all 40 and the Mandarin ones; 0: none).",
+    ),
+    zh_dir: Path = typer.Option(
+        Path("../shared/audio/zh"), "--zh-dir", help="Mandarin recordings for the hesitation run."
+    ),
 ) -> None:
-    """Voice-to-voice p50/p95 with its parts, through the real WebSocket in real time."""
+    """Voice-to-voice p50/p95 with its parts, through the real WebSocket in real time; then the
+    hesitation run: how many questions with a mid-sentence pause stayed one turn."""
     import asyncio
     import tempfile
 
@@ -193,6 +202,15 @@ def latency(
         fake.override("llm", ScriptedChat("The capital of France is Paris.", interval_s=0.0))
         fake.override("tts.fast", ToneTts(ms_per_word=100))
         run(f"fake x{count}", s, fake, count, fake_turns)
+    if hesitation and "streaming" in runs:
+        s = load_settings(
+            data_dir=work / "hesitation",
+            api_token=token,
+            server={"preload": True},
+            models={"cache_dir": base.model_cache_dir},
+        )
+        hub.settings = s
+        summaries["hesitation"] = _hesitation_run(s, hub, hesitation, zh_dir)
     _print_latency(summaries)
     if plot_path:
         lat.plot({k: v for k, v in runs.items() if not k.startswith("fake")} or runs, plot_path)
@@ -201,9 +219,34 @@ def latency(
         json_path.write_text(json.dumps(summaries, indent=2))
 
 
+def _hesitation_run(s: Any, hub: Any, count: int, zh_dir: Path) -> dict[str, Any]:
+    import asyncio
+
+    from avatar.bench import hesitation as hes
+    from avatar.bench import hesitation_run as run
+    from avatar.bench import latency as lat
+
+    clips = asyncio.run(
+        hes.make_paused_clips(hub, hes.whisper_for_words(hub), zh_dir if zh_dir.is_dir() else None)
+    )
+    clips = clips if count < 0 else clips[:count]
+    with Progress(console=err_console) as progress, lat.served(s, hub) as url:
+        task = progress.add_task("hesitation (700 ms pause)", total=len(clips))
+        results = asyncio.run(
+            run.run_hesitation(
+                url, s.api_token.get_secret_value(), clips, lambda _: progress.advance(task)
+            )
+        )
+    summary = run.summarize_hesitation(results)
+    summary["split"] = [f"{r.voice}: {r.text}" for r in results if not r.one_turn]  # type: ignore[assignment]
+    return summary
+
+
 def _print_latency(summaries: dict[str, dict[str, dict[str, float]]]) -> None:
     table = Table("run", "measure", "p50 ms", "p95 ms", "mean ms", "n")
     for run_name, summary in summaries.items():
+        if run_name == "hesitation":
+            continue
         for measure, stats in summary.items():
             if "p50" not in stats:  # counts (speculation), printed below
                 continue
@@ -217,8 +260,14 @@ def _print_latency(summaries: dict[str, dict[str, dict[str, float]]]) -> None:
             )
         table.add_section()
     console.print(table)
+    if "hesitation" in summaries:
+        h = summaries["hesitation"]
+        console.print(
+            f"hesitation: {h['one_turn']:g} of {h['clips']:g} questions with a 700 ms pause stayed"
+            f" one turn ({h['one_turn_pct']:g} %); split: {', '.join(h['split']) or 'none'}"  # type: ignore[arg-type]
+        )
     for run_name, summary in summaries.items():
-        counts = summary.get("speculation", {})
+        counts = summary.get("speculation", {}) if run_name != "hesitation" else {}
         if counts:
             listed = ", ".join(f"{k} {v:g}" for k, v in counts.items())
             console.print(f"{run_name} speculation: {listed}")
