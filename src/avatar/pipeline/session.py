@@ -27,6 +27,7 @@ from avatar.errors import AvatarError
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
 from avatar.pipeline.context import ConversationContext
+from avatar.pipeline.ducking import Hearing, ReplyDucker
 from avatar.pipeline.echo import EchoGuard
 from avatar.pipeline.endpointing import EndpointerConfig, EndpointEvent, SpeechEnd, SpeechStart
 from avatar.pipeline.events import (
@@ -51,6 +52,7 @@ from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.responder import ReplyPlan, run_reply
 from avatar.pipeline.turn import Turn, TurnState
+from avatar.pipeline.utterance import FRAME_MS
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
 
@@ -117,6 +119,7 @@ class VoiceSession:
         self.echo = EchoGuard()
         self.playback = PlaybackClock(clock)
         self.replies = Generation()
+        self.ducker = ReplyDucker(backchannel_ms=self.config.backchannel_ms)
         self.turn: Turn | None = None
         self._detected_language: str | None = None
         self._overlapped = False  # the current utterance began while a reply was audible
@@ -130,6 +133,7 @@ class VoiceSession:
             for event in endpoints:
                 await self._on_endpoint(event)
             await self._show_partial(frame)
+            await self._duck()
             await self._check_barge_in()
             self.listener.trim_idle(hands_free=self.config.hands_free)
 
@@ -216,6 +220,19 @@ class VoiceSession:
     def _audible(self) -> bool:
         """A reply is being generated, or its audio is probably still playing at the client."""
         return self.replies.running or self.playback.playing()
+
+    async def _duck(self) -> None:
+        """Quiet the reply at the first voiced frame; resume it if the voice takes no turn."""
+        turn = self.turn
+        if turn is not None and turn.interrupted:
+            self.ducker.forget()  # its `interrupted` went out: nothing to resume
+        audible = turn is not None and self._audible and self.config.hands_free
+        endpointer = self.listener.endpointer
+        hearing = Hearing(
+            endpointer.state, endpointer.speech_ms, FRAME_MS, turn.id if audible and turn else None
+        )
+        if (event := self.ducker.step(hearing)) is not None:
+            await self._emit(event)
 
     async def _check_barge_in(self) -> None:
         speech_ms = self.listener.speech_ms
