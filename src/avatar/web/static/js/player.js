@@ -1,11 +1,16 @@
 // Reply audio: PCM pieces scheduled back to back on one Web Audio clock, with a small jitter
-// buffer before the first piece of a turn. `cut()` stops everything at once (barge-in).
+// buffer before the first piece of a turn. `cut()` stops everything at once (barge-in);
+// `duck()` lowers it the moment the user starts to speak (`reply_quiet`), `unduck()` brings it
+// back when that was only a backchannel (`reply_resume`). Ducking, not pausing, keeps the
+// server's estimate of what was played true, and what quiet audio remains is still heard.
 // The position reports (`onPosition`) feed the server's `playback` messages, so what the user
 // heard is stored exactly.
 
 const PREBUFFER_S = 0.12; // wait this long before the first piece of a turn
 const MIN_LEAD_S = 0.02; // never schedule closer to "now" than this
 const REPORT_EVERY_MS = 250;
+const DUCKED_GAIN = 0.15; // about -16 dB: clearly out of the way, not silent
+const DUCK_TIME_S = 0.01; // gain time constant: quiet within ~30 ms, no click
 
 function decodePcm(base64) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -25,7 +30,9 @@ export class Player {
     this.pieces = []; // {source, start, duration}
     this.nextTime = 0;
     this.cutTurns = new Set();
-    this.counts = { received: 0, played: 0, cut: 0 };
+    this.counts = { received: 0, played: 0, cut: 0, ducks: 0, resumes: 0 };
+    this.gainNode = null;
+    this.duckedTurn = null;
     this.timer = null;
   }
 
@@ -45,7 +52,7 @@ export class Player {
     buffer.copyToChannel(samples, 0);
     const source = context.createBufferSource();
     source.buffer = buffer;
-    source.connect(context.destination);
+    source.connect(this.output(context));
     const now = context.currentTime;
     const first = this.nextTime === 0;
     const start = Math.max(this.nextTime, now + (first ? PREBUFFER_S : MIN_LEAD_S));
@@ -65,6 +72,50 @@ export class Player {
     this.turnId = turnId;
     this.turnPieces = [];
     this.nextTime = 0;
+    this.setGain();
+  }
+
+  /** The node reply audio goes through (one per AudioContext): its gain does the ducking. */
+  output(context) {
+    if (!this.gainNode || this.gainNode.context !== context) {
+      this.gainNode = context.createGain();
+      this.gainNode.connect(context.destination);
+      this.setGain(true);
+    }
+    return this.gainNode;
+  }
+
+  /** The user started to speak over this turn's reply: lower it now (it may not play yet). */
+  duck(turnId) {
+    if (this.cutTurns.has(turnId) || this.duckedTurn === turnId) return;
+    this.duckedTurn = turnId;
+    this.counts.ducks += 1;
+    this.setGain();
+    this.render(this.stats.dataset.state);
+  }
+
+  /** That speech was a backchannel or a noise: the reply plays on at full volume. */
+  unduck(turnId) {
+    if (this.duckedTurn !== turnId) return;
+    this.duckedTurn = null;
+    this.counts.resumes += 1;
+    this.setGain();
+    this.render(this.stats.dataset.state);
+  }
+
+  setGain(immediate = false) {
+    const node = this.gainNode;
+    if (!node) return;
+    const target = this.ducked ? DUCKED_GAIN : 1;
+    const now = node.context.currentTime;
+    this.stats.dataset.gain = String(target);
+    node.gain.cancelScheduledValues(now);
+    if (immediate) node.gain.setValueAtTime(target, now);
+    else node.gain.setTargetAtTime(target, now, DUCK_TIME_S);
+  }
+
+  get ducked() {
+    return this.duckedTurn !== null && this.duckedTurn === this.turnId;
   }
 
   ended(piece) {
@@ -110,6 +161,7 @@ export class Player {
   /** Stop at once: used on `interrupted`, on a new turn, and when the connection drops. */
   cut(turnId = this.turnId) {
     if (turnId) this.cutTurns.add(turnId);
+    if (turnId && turnId === this.duckedTurn) this.duckedTurn = null;
     if (turnId && turnId !== this.turnId) return;
     const had = this.pieces.length > 0;
     this.stopSources();
@@ -142,6 +194,9 @@ export class Player {
     stats.dataset.chunksReceived = String(this.counts.received);
     stats.dataset.chunksPlayed = String(this.counts.played);
     stats.dataset.cut = String(this.counts.cut);
+    stats.dataset.ducked = String(this.ducked);
+    stats.dataset.ducks = String(this.counts.ducks);
+    stats.dataset.resumes = String(this.counts.resumes);
     stats.querySelector("#chunks-played").textContent =
       `${this.counts.played} / ${this.counts.received}`;
     this.renderPosition();

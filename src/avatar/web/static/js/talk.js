@@ -186,6 +186,12 @@ export class Talk {
         this.player.enqueue(event);
         this.input.setState("speaking");
         break;
+      case "reply_quiet":
+        this.player.duck(event.turn_id);
+        break;
+      case "reply_resume":
+        this.player.unduck(event.turn_id);
+        break;
       case "interrupted":
         this.player.cut(event.turn_id);
         this.log.finish(event.turn_id, event.heard_text, true);
