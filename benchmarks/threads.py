@@ -9,7 +9,8 @@ start of the reply), over the benchmark questions in benchmarks/audio/.
     PYTHONPATH=src .venv/bin/python benchmarks/threads.py --runs 3
     PYTHONPATH=src .venv/bin/python benchmarks/threads.py --configs 2/2/2,2/1/1
 
-A setting is ``stt/llm/tts`` threads (tts 0: ONNX Runtime's default, one per core). Record
+A setting is ``stt/llm/tts`` threads (tts 0: ONNX Runtime's default, one per core; llm
+``1:2``: decode on 1 thread, the prompt on 2). Record
 ``uptime`` beside the figures: on a shared machine they move with its load.
 """
 
@@ -49,12 +50,16 @@ def questions(count: int) -> list[PcmAudio]:
     return clips
 
 
-def engines(settings: Settings, stt: int, llm: int, tts: int) -> tuple[object, object, object]:
+def engines(settings: Settings, stt: int, llm: str, tts: int) -> tuple[object, object, object]:
     models = ModelStore(settings.model_cache_dir)
     whisper = FasterWhisperStt.from_settings(
         settings.stt.model_copy(update={"threads": stt}), models
     )
-    chat = LlamaCppChat.from_settings(settings.llm.model_copy(update={"threads": llm}), models)
+    decode, _, batch = llm.partition(":")  # "1:2": decode on 1 thread, the prompt on 2
+    llm_cfg = settings.llm.model_copy(
+        update={"threads": int(decode), "batch_threads": int(batch) if batch else None}
+    )
+    chat = LlamaCppChat.from_settings(llm_cfg, models)
     piper = PiperTts(models.path(DEFAULT_MODEL), threads=tts or None)
     for engine in (whisper, chat, piper):
         engine.load()  # type: ignore[attr-defined]
@@ -114,9 +119,9 @@ class _PerfClock:
 
 
 async def measure(config: str, runs: int, clips: list[PcmAudio]) -> dict[str, object]:
-    stt, llm, tts = (int(x) for x in config.split("/"))
+    stt, llm, tts = config.split("/")
     settings = Settings()
-    whisper, chat, piper = engines(settings, stt, llm, tts)
+    whisper, chat, piper = engines(settings, int(stt), llm, int(tts))
     await one_turn(settings, whisper, chat, piper, clips[0])  # warm-up
     rows = [await one_turn(settings, whisper, chat, piper, c) for c in clips for _ in range(runs)]
     for engine in (whisper, chat, piper):

@@ -85,6 +85,9 @@ class LlmSettings(BaseModel):
     engine: str = Field("llama-cpp", description="Registry name of the LLM engine.")
     model: str = Field("qwen2.5-0.5b-instruct", description="Catalog name, path or remote model.")
     threads: int = Field(2, ge=1, description="CPU threads for local inference.")
+    batch_threads: int | None = Field(
+        None, ge=1, description="Local models: threads reading the prompt (None: threads)."
+    )
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     prompt_cache_mb: int = Field(
@@ -116,6 +119,9 @@ class TtsSlotSettings(BaseModel):
     model: str | None = Field(None, description="Catalog name, path or remote model/voice.")
     voice: str | None = Field(None, description="Engine voice name.")
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
+    threads: int | None = Field(
+        None, ge=1, description="Piper on CPU: inference threads (None: one per core)."
+    )
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
     api_key: SecretStr | None = Field(None, description="Remote engine: API key.")
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")

@@ -77,7 +77,7 @@ class PiperTts(ThreadedEngine):
     @classmethod
     def from_settings(cls, cfg: TtsSlotSettings, models: ModelStore) -> PiperTts:
         path = models.path(cfg.model or DEFAULT_MODEL)
-        return cls(path, use_cuda=cfg.device.startswith("cuda"))
+        return cls(path, use_cuda=cfg.device.startswith("cuda"), threads=cfg.threads)
 
     def _load(self) -> None:
         try:
