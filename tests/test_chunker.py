@@ -28,14 +28,25 @@ def test_first_chunk_is_released_at_the_first_clause_with_enough_words() -> None
     assert chunker.flush() == ["I"]
 
 
-def test_a_long_first_sentence_is_cut_after_a_few_words() -> None:
+def test_a_long_first_sentence_is_cut_before_a_phrase() -> None:
     chunker = TextChunker()
-    assert chunker.push("The Great Wall of China stretches") == []
-    assert chunker.push(" ") == []  # six words, but the seventh has not begun
-    assert chunker.push("ac") == ["The Great Wall of China stretches"]
-    assert chunker.push("ross northern China for thousands of kilometres. It") == [
+    assert chunker.push("The Great Wall of China stretches ac") == []  # "of": too early
+    assert chunker.push("ross") == []  # "across" or "acrossword"? wait for its end
+    assert chunker.push(" ") == ["The Great Wall of China stretches"]
+    assert chunker.push("northern China for thousands of kilometres. It") == [
         "across northern China for thousands of kilometres."
     ]
+    assert chunk("There are seven days in a week.") == ["There are seven days", "in a week."]
+
+
+def test_a_long_first_phrase_is_cut_after_ten_words_but_not_after_an_article() -> None:
+    assert chunk("Big red fire trucks usually make really loud noises everywhere they go.") == [
+        "Big red fire trucks usually make really loud noises everywhere",
+        "they go.",
+    ]
+    assert chunk("One two three four five six seven eight nine the ten eleven.")[0] == (
+        "One two three four five six seven eight nine the ten"
+    )
 
 
 def test_a_long_first_sentence_is_cut_before_a_clause_opener() -> None:

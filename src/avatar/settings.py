@@ -84,7 +84,9 @@ class LlmSettings(BaseModel):
 
     engine: str = Field("llama-cpp", description="Registry name of the LLM engine.")
     model: str = Field("qwen2.5-0.5b-instruct", description="Catalog name, path or remote model.")
-    threads: int = Field(2, ge=1, description="CPU threads for local inference.")
+    # One thread: llama.cpp's threads spin-wait for each other, and on two cores shared with
+    # Piper (and Whisper, and the VAD) a second one costs far more than it brings (BENCHMARKS.md).
+    threads: int = Field(1, ge=1, description="CPU threads for local inference.")
     batch_threads: int | None = Field(
         None, ge=1, description="Local models: threads reading the prompt (None: threads)."
     )
@@ -132,7 +134,7 @@ class TtsSettings(BaseModel):
 
     mode: Literal["fast", "hq", "auto"] = Field("auto", description="Default mode for replies.")
     fast: TtsSlotSettings = Field(
-        default_factory=lambda: TtsSlotSettings(engine="embedded", model="piper-joe")
+        default_factory=lambda: TtsSlotSettings(engine="embedded", model="piper-joe", threads=1)
     )
     hq: TtsSlotSettings | None = Field(None, description="High-quality engine; unset by default.")
     hq_latency_budget_ms: int = Field(

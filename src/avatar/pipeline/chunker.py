@@ -1,9 +1,10 @@
 """Speakable chunks from streamed LLM text, and the markdown cleanup applied to them.
 
 :class:`TextChunker` releases the first chunk early, so TTS can start: at the first clause
-boundary once it holds a few words, else before a clause-opening conjunction ("because",
-"which", …), else after ``max_first_words`` words (Chinese: ``max_first_cjk_chars`` characters,
-after 是, 了 or 的 where one is near). Later chunks end at sentence ends or
+boundary once it holds a few words, else before a word that opens a clause or a phrase
+("because", "which", "in", "across", …) once it holds four, else after ``max_first_words`` words
+(never after "a", "the", "of", …; Chinese: after ``max_first_cjk_chars`` characters, or after
+是, 了 or 的 where one is near). Later chunks end at sentence ends or
 newlines, or are cut at a space when they grow past ``max_chars``. Every boundary is decided
 only once the character after it has arrived, so the chunks do not depend on how the text was
 split into deltas.
@@ -22,11 +23,21 @@ CJK_CLAUSE = "，、；："
 DASHES = "—–"
 CLOSERS = "\"'”’)]}」』》）】*`"  # markdown emphasis may close after the punctuation
 OPENERS = "\"'“‘([{「『《（【"
-# Words that open a clause: a natural place to end a long first chunk before them.
+# Words that open a clause or a phrase: a natural place to end a first chunk before them;
+# and words a first chunk never ends on.
 # fmt: off
-CLAUSE_OPENERS = frozenset((
+PREPOSITIONS = frozenset((
+    "in", "on", "at", "for", "with", "from", "by", "about", "across", "over", "under", "into",
+    "through", "during", "after", "before", "around", "between", "near", "without", "within",
+))
+BREAK_BEFORE = PREPOSITIONS | frozenset((
     "and", "but", "because", "which", "who", "whose", "when", "while", "where", "if",
     "although", "though", "since", "unless", "until", "whereas",
+))
+NEVER_LAST = PREPOSITIONS | frozenset((
+    "a", "an", "the", "of", "to", "and", "or", "but", "my", "your", "his", "her", "its", "our",
+    "their", "this", "that", "these", "those", "very", "is", "are", "was", "were", "as", "so",
+    "than", "like",
 ))
 # fmt: on
 CJK_BREAK_AFTER = "是了的"  # a first Chinese chunk may end after these (a phrase ends)
@@ -107,7 +118,7 @@ class TextChunker:
         *,
         min_first_words: int = 3,
         min_first_cjk_chars: int = 4,
-        max_first_words: int = 6,
+        max_first_words: int = 10,
         max_first_cjk_chars: int = 10,
         max_chars: int = 200,
         strip_emoji: bool = True,
@@ -175,17 +186,17 @@ class TextChunker:
         return cut if cut is not None and self._acceptable(cut, first_clause=False) else None
 
     def _word_cut(self) -> int | None:
-        """Before a clause opener once ``min_first_words`` + 1 words are in, or after
-        ``max_first_words`` words when the next word has begun."""
+        """Before a clause or phrase opener once ``min_first_words`` + 1 words are in, or after
+        ``max_first_words`` words (at the first that may end a chunk) once the next has begun."""
         words = 0
         for token in _COMPLETE_TOKEN.finditer(self._buf):
             if not any(ch.isalnum() and not is_cjk(ch) for ch in token.group()):
                 continue
             bare = token.group().strip(OPENERS + CLOSERS + CLAUSE + SENTENCE_END).lower()
-            if words > self.min_first_words and bare in CLAUSE_OPENERS:
+            if words > self.min_first_words and bare in BREAK_BEFORE:
                 return token.start()
             words += 1
-            if words >= self.max_first_words:
+            if words >= self.max_first_words and bare not in NEVER_LAST:
                 after = self._buf[token.end() :].lstrip(" \t")
                 return token.end() if after and after[0].isalnum() else None
         return None
