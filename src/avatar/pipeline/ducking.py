@@ -42,7 +42,7 @@ class ReplyDucker:
         self,
         *,
         backchannel_ms: float = 600.0,
-        resume_after_ms: float = 160.0,
+        resume_after_ms: float = 400.0,
         max_false_alarms: int = 3,
     ) -> None:
         self.backchannel_ms = backchannel_ms
