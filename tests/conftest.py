@@ -145,6 +145,21 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, hub: EngineHub) -> Ite
         yield server
 
 
+@contextmanager
+def rate_limits(server: LiveServer, **specs: str) -> Iterator[None]:
+    """Set ``rate_limits.<name>`` of a running server for a block (the tests of limiting use
+    low limits; the defaults are far above what a test sends)."""
+    limits = server.app.state.avatar.settings.rate_limits  # type: ignore[attr-defined]
+    before = {name: getattr(limits, name) for name in specs}
+    for name, spec in specs.items():
+        setattr(limits, name, spec)
+    try:
+        yield
+    finally:
+        for name, spec in before.items():
+            setattr(limits, name, spec)
+
+
 @pytest.fixture
 async def api(live_server: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     """An authenticated HTTP client for the live server, with fresh rate-limit counters."""

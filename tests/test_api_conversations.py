@@ -25,6 +25,7 @@ import pytest
 from avatar.audio.encode import encode_wav
 from avatar.audio.pcm import PcmAudio
 from avatar.storage import AudioStore, Conversations, Database, NewTurn, NotFound
+from conftest import rate_limits
 from wsclient import ChatClient, connect
 
 BASE = "/api/conversations"
@@ -386,6 +387,7 @@ EXPORT_TURNS = [
         user_s=None,
         interrupted=True,
         heard_text="Second answer",
+        heard_ms=400.0,
     ),
     turn("Third\nquestion on two lines", "你好，第三个回答", user_s=1.0, assistant_s=1.25),
 ]
@@ -410,6 +412,7 @@ async def test_export_json_has_the_full_data(api: httpx.AsyncClient, store: Stor
     assert session == (await api.get(f"{BASE}/{session_id}")).json()
     assert [t["user_text"] for t in session["turns"]] == [t["user_text"] for t in EXPORT_TURNS]
     assert session["turns"][1]["heard_text"] == "Second answer"
+    assert session["turns"][1]["heard_ms"] == 400.0 and session["turns"][0]["heard_ms"] is None
 
 
 async def test_export_markdown_is_a_readable_transcript(
@@ -425,7 +428,8 @@ async def test_export_markdown_is_a_readable_transcript(
     for number in (1, 2, 3):
         assert f"## Turn {number} (" in text
     assert "> Third\n> question on two lines" in text and "> 你好，第三个回答" in text
-    assert "*Interrupted by the user; they heard:*\n\n> Second answer" in text
+    heard = "*Interrupted by the user after 0.4 s of 0.8 s; they heard:*\n\n> Second answer"
+    assert heard in text
     assert "*Latency: stt 10 ms*" in text
     assert text.index("First answer") < text.index("Second question")
 
@@ -474,11 +478,12 @@ async def test_export_zip_holds_json_markdown_and_every_wav(
     await eventually(no_temp_files, 5)
 
 
-async def test_export_is_rate_limited(api: httpx.AsyncClient, store: Store) -> None:
+async def test_export_is_rate_limited(api: httpx.AsyncClient, store: Store, live_server) -> None:
     session_id, _ = await seed(store, [turn("rate me")])
-    for _ in range(3):
-        await exported(api, session_id, "markdown")
-    response = await api.post(f"{BASE}/{session_id}/export", params={"format": "json"})
+    with rate_limits(live_server, export="3/minute"):
+        for _ in range(3):
+            await exported(api, session_id, "markdown")
+        response = await api.post(f"{BASE}/{session_id}/export", params={"format": "json"})
     assert_problem(response, 429, "rate_limited")
     assert int(response.headers["retry-after"]) >= 1
 

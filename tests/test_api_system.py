@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from avatar.api.ratelimit import RateLimits
+from conftest import rate_limits
 
 
 async def test_health_reports_database_models_and_disk(api: httpx.AsyncClient) -> None:
@@ -80,10 +81,11 @@ async def test_login_sets_an_httponly_cookie_that_authenticates(live_server) -> 
         assert (await browser.get("/api/system/info")).status_code == 401
 
 
-async def test_rate_limit_answers_429_with_retry_after(api: httpx.AsyncClient) -> None:
-    codes = [(await api.post("/api/system/models/preload")).status_code for _ in range(2)]
-    assert codes[0] == 200 and codes[1] == 429
-    limited = await api.post("/api/system/models/preload")
+async def test_rate_limit_answers_429_with_retry_after(api: httpx.AsyncClient, live_server) -> None:
+    with rate_limits(live_server, admin="1/minute"):
+        codes = [(await api.post("/api/system/models/preload")).status_code for _ in range(2)]
+        assert codes[0] == 200 and codes[1] == 429
+        limited = await api.post("/api/system/models/preload")
     assert int(limited.headers["retry-after"]) >= 1
     assert limited.json()["code"] == "rate_limited"
 

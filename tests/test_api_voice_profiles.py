@@ -32,7 +32,7 @@ from avatar.services.voice_quality import transcript_accuracy
 from avatar.services.voices import ProfileVoices
 from avatar.storage import Database, NotFound
 from avatar.testing.fakes import ToneTts
-from conftest import TEST_TOKEN, live_app, make_settings
+from conftest import TEST_TOKEN, live_app, make_settings, rate_limits
 
 BASE = "/api/voice-profiles"
 PROBLEM = "application/problem+json"
@@ -366,8 +366,13 @@ async def test_profile_voices_resolves_ids_for_voice_sessions(
 
 
 async def test_test_synthesis_says_it_is_a_packaged_voice(
-    api: httpx.AsyncClient, profile_id: str
+    api: httpx.AsyncClient, profile_id: str, live_server: Any
 ) -> None:
+    with rate_limits(live_server, profile_test="3/minute"):
+        await _three_test_syntheses_then_limited(api, profile_id)
+
+
+async def _three_test_syntheses_then_limited(api: httpx.AsyncClient, profile_id: str) -> None:
     english = await api.post(f"{BASE}/{profile_id}/test", data={"text": "Hello, this is a test."})
     assert english.status_code == 200, english.text
     assert english.headers["content-type"] == "audio/wav"
@@ -379,7 +384,7 @@ async def test_test_synthesis_says_it_is_a_packaged_voice(
 
     chinese = await api.post(f"{BASE}/{profile_id}/test", data={"text": "你好，这是一个测试。"})
     assert chinese.status_code == 200, chinese.text
-    assert chinese.headers["x-avatar-voice"].startswith("espeak-ng:")
+    assert chinese.headers["x-avatar-voice"] == "kokoro:jf_gongitsune"
     assert chinese.headers["x-avatar-voice-cloned"] == "false"
     assert decode_audio(chinese.content).duration_s > 0.5
 
@@ -633,11 +638,12 @@ async def test_duplicate_name_is_409(
     assert await snapshot(api, live_server) == before
 
 
-async def test_uploads_are_rate_limited(api: httpx.AsyncClient) -> None:
+async def test_uploads_are_rate_limited(api: httpx.AsyncClient, live_server) -> None:
     png = b"\x89PNG\r\n\x1a\n" + bytes(64)
-    for _ in range(5):
-        assert (await upload(api, png)).status_code == 415
-    limited = await upload(api, png)
+    with rate_limits(live_server, profile_create="5/minute"):
+        for _ in range(5):
+            assert (await upload(api, png)).status_code == 415
+        limited = await upload(api, png)
     assert_problem(limited, 429, "rate_limited")
     assert int(limited.headers["retry-after"]) >= 1
 

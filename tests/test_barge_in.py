@@ -67,7 +67,10 @@ async def test_user_speech_interrupts_and_heard_text_is_stored(fake_server, spee
         sessions = await Conversations(session).list_sessions()
         stored = await Conversations(session).get_session(sessions.items[0].id)
     first = stored.turns[0]
-    assert first.interrupted and first.assistant_text == heard and first.heard_text == heard
+    assert first.interrupted and first.heard_text == heard and first.heard_ms is not None
+    assert first.assistant_text.startswith(heard.rstrip(".")) and len(first.assistant_text) > len(
+        heard
+    )
 
 
 @pytest.fixture(scope="module")

@@ -52,7 +52,7 @@ def test_talk_does_a_whole_voice_turn(spoken: Path, tmp_path: Path) -> None:
     assert "paris" in check.stdout.lower()
 
 
-def test_say_in_chinese_uses_espeak(tmp_path: Path) -> None:
+def test_say_in_chinese(tmp_path: Path) -> None:
     out = tmp_path / "zh.wav"
     result = run("say", "今天天气很好", "-o", str(out))
     assert result.returncode == 0, result.stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from avatar.engines.tts.piper import PiperTts
 from avatar.services import speech
 from avatar.storage import AudioStore, Database, NewVoiceProfile, VoiceProfiles
 from avatar.testing.fakes import ScriptedChat
-from conftest import TEST_TOKEN, LiveServer, live_app, say_en, scripted_settings
+from conftest import TEST_TOKEN, LiveServer, live_app, rate_limits, say_en, scripted_settings
 
 SENTENCE = "The quick brown fox jumps over the lazy dog."
 QUESTION = "What is the capital of France?"
@@ -93,11 +94,88 @@ async def test_unsupported_upload_is_refused_with_415(client) -> None:
         )
     assert info.value.status_code == 415
     assert info.value.body["code"] == "audio_unsupported_format"  # type: ignore[index]
-    with pytest.raises(openai.UnprocessableEntityError) as bad_format:
+    with pytest.raises(openai.BadRequestError) as bad_format:
         await client.audio.transcriptions.create(
-            file=("a.wav", b"RIFF"), model="whisper-1", response_format="srt"
+            file=("a.wav", b"RIFF"),
+            model="whisper-1",
+            response_format="ogg",  # type: ignore[arg-type]
         )
     assert bad_format.value.body["param"] == "response_format"  # type: ignore[index]
+
+
+def m4a(wav: bytes, container: str = "ipod") -> bytes:
+    """``wav`` as AAC in an M4A (``ipod``) or MP4 file, encoded with PyAV."""
+    import io
+
+    import av
+
+    audio = decode_audio(wav, target_rate=None)
+    buf = io.BytesIO()
+    with av.open(buf, "w", format=container) as out:
+        stream = out.add_stream("aac", rate=audio.sample_rate)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(audio.samples[None, :], format="flt", layout="mono")
+        frame.sample_rate = audio.sample_rate
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    return buf.getvalue()
+
+
+async def test_m4a_and_aac_are_transcribed(client, sentence_wav) -> None:
+    for name, data in [("note.m4a", m4a(sentence_wav)), ("clip.mp4", m4a(sentence_wav, "mp4"))]:
+        result = await client.audio.transcriptions.create(file=(name, data), model="whisper-1")
+        assert len(words(result.text) & words(SENTENCE)) >= 7, (name, result.text)
+    # the server's own "aac" speech output can be sent back (ADTS)
+    speech = await client.audio.speech.create(
+        model="tts-1", voice="alloy", input=SENTENCE, response_format="aac"
+    )
+    again = await client.audio.transcriptions.create(
+        file=("reply.aac", speech.content), model="whisper-1"
+    )
+    assert len(words(again.text) & words(SENTENCE)) >= 7, again.text
+
+
+async def test_verbose_json_has_timed_segments_and_words(client, sentence_wav) -> None:
+    verbose = await client.audio.transcriptions.create(
+        file=("s.wav", sentence_wav),
+        model="whisper-1",
+        response_format="verbose_json",
+        timestamp_granularities=["word", "segment"],
+    )
+    assert verbose.segments and verbose.duration > 2
+    first, last = verbose.segments[0], verbose.segments[-1]
+    assert 0 <= first.start < first.end <= last.end <= verbose.duration + 0.5
+    assert first.avg_logprob is not None and first.text
+    assert verbose.words and len(verbose.words) >= 7
+    starts = [w.start for w in verbose.words]
+    assert starts == sorted(starts) and verbose.words[0].word.strip(".,").lower() == "the"
+    plain = await client.audio.transcriptions.create(
+        file=("s.wav", sentence_wav), model="whisper-1", response_format="verbose_json"
+    )
+    assert plain.segments and getattr(plain, "words", None) is None
+
+
+async def test_srt_and_vtt_subtitles(client, sentence_wav) -> None:
+    srt = await client.audio.transcriptions.create(
+        file=("s.wav", sentence_wav), model="whisper-1", response_format="srt"
+    )
+    lines = str(srt).strip().splitlines()
+    assert lines[0] == "1" and re.fullmatch(
+        r"\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}", lines[1]
+    )
+    assert "fox" in str(srt).lower()
+    vtt = await client.audio.transcriptions.create(
+        file=("s.wav", sentence_wav), model="whisper-1", response_format="vtt"
+    )
+    assert str(vtt).startswith("WEBVTT\n\n00:00:0") and " --> " in str(vtt)
+
+
+async def test_word_times_need_verbose_json(client, sentence_wav) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.audio.transcriptions.create(
+            file=("s.wav", sentence_wav), model="whisper-1", timestamp_granularities=["word"]
+        )
+    assert info.value.body["param"] == "timestamp_granularities"  # type: ignore[index]
 
 
 # --- speech ---------------------------------------------------------------------------------
@@ -205,17 +283,17 @@ async def test_voice_profile_is_named_and_spoken_with_the_packaged_voice(client,
 
 
 async def test_speech_input_is_validated(client) -> None:
-    with pytest.raises(openai.UnprocessableEntityError) as info:
+    with pytest.raises(openai.BadRequestError) as info:
         await client.audio.speech.create(model="tts-1", voice="alloy", input="x" * 4097)
     assert info.value.body["param"] == "input"  # type: ignore[index]
-    with pytest.raises(openai.UnprocessableEntityError):
+    with pytest.raises(openai.BadRequestError):
         await client.audio.speech.create(
             model="tts-1",
             voice="alloy",
             input="hi",
             response_format="ogg",
         )
-    with pytest.raises(openai.UnprocessableEntityError) as empty:
+    with pytest.raises(openai.BadRequestError) as empty:
         await client.audio.speech.create(model="tts-1", voice="alloy", input="   ")
     assert empty.value.body["param"] == "input"  # type: ignore[index]
 
@@ -294,9 +372,75 @@ async def test_chat_input_is_validated(client) -> None:
         {"messages": [{"role": "user", "content": "x"}], "temperature": 3},
     ]
     for case in cases:
-        with pytest.raises(openai.UnprocessableEntityError) as info:
+        with pytest.raises(openai.BadRequestError) as info:
             await client.chat.completions.create(model="m", **case)
         assert info.value.body["type"] == "invalid_request_error"  # type: ignore[index]
+
+
+async def test_validation_errors_are_400_with_the_parameter_named(client, api) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "x"}], temperature=3
+        )
+    body = info.value.body
+    assert body["param"] == "temperature" and "temperature" in body["message"]  # type: ignore[index]
+    missing = await api.post("/v1/chat/completions", json={"model": "m"})
+    assert missing.status_code == 400
+    assert missing.json()["error"]["message"] == "missing required parameter 'messages'"
+    broken = await api.post(
+        "/v1/chat/completions", content=b'{"model": ', headers={"content-type": "application/json"}
+    )
+    assert broken.status_code == 400
+    assert broken.json()["error"]["message"] == "the request body is not valid JSON"
+    assert set(broken.json()) == {"error"}  # OpenAI's error object alone
+
+
+async def test_unknown_v1_paths_are_openai_404s(api) -> None:
+    for method, path in [("GET", "/v1/nothing"), ("POST", "/v1/audio/translations")]:
+        response = await api.request(method, path)
+        assert response.status_code == 404, path
+        assert set(response.json()) == {"error"}
+        error = response.json()["error"]
+        assert error["type"] == "not_found_error" and path in error["message"]
+    wrong_method = await api.get("/v1/chat/completions")
+    assert wrong_method.status_code == 405 and "POST" in wrong_method.headers["allow"]
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+
+
+async def test_json_mode_returns_one_json_object(client) -> None:
+    reply = await client.chat.completions.create(
+        model="m",
+        messages=[
+            {"role": "system", "content": "Answer in JSON."},
+            {"role": "user", "content": 'The capital of France, as {"capital": ...}.'},
+        ],
+        response_format={"type": "json_object"},
+        max_tokens=60,
+        temperature=0.0,
+    )
+    assert isinstance(json.loads(reply.choices[0].message.content or ""), dict)
+
+
+@pytest.mark.parametrize(
+    ("option", "param"),
+    [
+        ({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}]}, "tools"),
+        ({"logprobs": True}, "logprobs"),
+        (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}},
+            "response_format",
+        ),
+        ({"modalities": ["text", "audio"]}, "modalities"),
+    ],
+)
+async def test_options_that_cannot_be_honoured_are_refused(client, option, param) -> None:
+    with pytest.raises(openai.BadRequestError) as info:
+        await client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "hi"}], **option
+        )
+    body = info.value.body
+    assert body["param"] == param and body["code"] == "unsupported_parameter"  # type: ignore[index]
+    assert param in body["message"]  # type: ignore[index]
 
 
 # --- models, auth, limits -------------------------------------------------------------------
@@ -306,6 +450,17 @@ async def test_models_list(client, live_server) -> None:
     ids = [m.id async for m in client.models.list()]
     s = live_server.settings
     assert {s.stt.model, s.llm.model, s.tts.fast.model} <= set(ids)
+
+
+async def test_models_retrieve_every_listed_id_and_the_old_alias(client, live_server) -> None:
+    async for model in client.models.list():
+        assert (await client.models.retrieve(model.id)).id == model.id
+    assert live_server.settings.llm.model == "qwen2.5-coder-0.5b-instruct"
+    old = await client.models.retrieve("qwen2.5-0.5b-instruct")  # the id before the rename
+    assert old.id == "qwen2.5-coder-0.5b-instruct"
+    with pytest.raises(openai.NotFoundError) as info:
+        await client.models.retrieve("gpt-9")
+    assert info.value.body["param"] == "model"  # type: ignore[index]
 
 
 async def test_wrong_key_raises_authentication_error(live_server, sentence_wav) -> None:
@@ -329,11 +484,12 @@ async def test_wrong_key_raises_authentication_error(live_server, sentence_wav) 
     assert response.json()["error"]["type"] == "authentication_error"
 
 
-async def test_rate_limit_raises_rate_limit_error(client) -> None:
-    for _ in range(60):
-        await client.models.list()
-    with pytest.raises(openai.RateLimitError) as info:
-        await client.models.list()
+async def test_rate_limit_raises_rate_limit_error(client, live_server) -> None:
+    with rate_limits(live_server, models="5/minute"):
+        for _ in range(5):
+            await client.models.list()
+        with pytest.raises(openai.RateLimitError) as info:
+            await client.models.list()
     assert int(info.value.response.headers["retry-after"]) >= 1
     assert info.value.body["type"] == "rate_limit_error"  # type: ignore[index]
 

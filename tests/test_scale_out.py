@@ -199,6 +199,7 @@ def cluster_env(database: str, data_dir: Path, fake_port: int) -> dict[str, str]
         "AVATAR_REDIS_URL": REDIS_URL,
         "AVATAR_API_TOKEN": TEST_TOKEN,
         "AVATAR_MAX_SESSIONS": str(MAX_SESSIONS),
+        "AVATAR_RATE_LIMITS__SYSTEM": "5/minute",
         "AVATAR_MODELS__CACHE_DIR": str(MODEL_CACHE),
         "AVATAR_LLM__ENGINE": "openai",
         "AVATAR_LLM__BASE_URL": f"http://127.0.0.1:{fake_port}/v1",

@@ -15,6 +15,7 @@ from datetime import UTC
 
 import asyncpg
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
@@ -36,7 +37,7 @@ from avatar.storage import (
     embedding_from_bytes,
     embedding_to_bytes,
 )
-from avatar.storage.migrate import head_revision, include_object
+from avatar.storage.migrate import alembic_config, head_revision, include_object
 from avatar.storage.snippets import highlight
 from avatar.storage.tables import Base
 
@@ -46,6 +47,7 @@ ADMIN_DSN = os.environ.get(
 _ADMIN = make_url(ADMIN_DSN)
 UNREACHABLE = f"PostgreSQL not reachable at {_ADMIN.host}:{_ADMIN.port or 5432}"
 TABLES = {"sessions", "turns", "voice_profiles"}
+HEAD = "0002"
 
 
 class PostgresServer:
@@ -156,14 +158,14 @@ def _schema_diff(connection: Connection) -> list[object]:
 async def test_migrate_from_empty_then_again_is_a_no_op(fresh_url: str) -> None:
     database = Database(fresh_url)
     try:
-        assert await database.migrate() == head_revision() == "0001"
+        assert await database.migrate() == head_revision() == HEAD
         async with database.engine.connect() as connection:
             assert await connection.run_sync(_table_names) >= TABLES
             assert await connection.run_sync(_schema_diff) == []
-        assert await database.migrate() == "0001"
+        assert await database.migrate() == HEAD
         async with database.read() as session:
             versions = await session.execute(text("SELECT version_num FROM alembic_version"))
-            assert versions.scalars().all() == ["0001"]
+            assert versions.scalars().all() == [HEAD]
     finally:
         await database.dispose()
 
@@ -242,7 +244,8 @@ async def test_turns_get_ordered_indexes_and_round_trip(db: Database) -> None:
     sid = await new_session(db)
     long_text = "word " * 40
     assert await add(db, sid, long_text, "first answer", metrics={"stt_ms": 120.5}) == 1
-    assert await add(db, sid, "second", "answer two", interrupted=True, heard_text="answer") == 2
+    heard = {"heard_text": "answer", "heard_ms": 350.5}
+    assert await add(db, sid, "second", "answer two", interrupted=True, **heard) == 2
     assert await add(db, sid, "third", "", tts_mode="hq", user_audio="raw/u.wav") == 3
     async with db.read() as session:
         row = await Conversations(session).get_session(sid)
@@ -252,8 +255,81 @@ async def test_turns_get_ordered_indexes_and_round_trip(db: Database) -> None:
     first, second, third = row.turns
     assert first.metrics == {"stt_ms": 120.5} and first.user_text == long_text
     assert second.interrupted is True and second.heard_text == "answer"
+    assert second.heard_ms == 350.5 and second.assistant_text == "answer two"
+    assert first.heard_ms is None
     assert third.tts_mode == "hq" and third.user_audio == "raw/u.wav"
     assert first.created_at.tzinfo == UTC and row.updated_at >= row.created_at
+
+
+@pytest.mark.parametrize("bad", [-1.0, float("nan"), float("inf")])
+async def test_bad_heard_position_is_refused_and_changes_nothing(db: Database, bad: float) -> None:
+    sid = await new_session(db)
+    with pytest.raises(InvalidInput, match="heard_ms"):
+        await add(db, sid, "q", "a", interrupted=True, heard_ms=bad)
+    await add(db, sid, "q", "a")
+    with pytest.raises(InvalidInput, match="heard_ms"):
+        async with db.write() as session:
+            await Conversations(session).mark_interrupted(sid, 1, "a", bad)
+    async with db.read() as session:
+        (only,) = (await Conversations(session).get_session(sid)).turns
+    assert (only.index, only.interrupted, only.heard_ms) == (1, False, None)
+
+
+async def test_mark_interrupted_keeps_the_whole_reply(db: Database) -> None:
+    sid = await new_session(db)
+    await add(db, sid, "q", "the whole long answer", assistant_audio_s=3.0)
+    async with db.write() as session:
+        await Conversations(session).mark_interrupted(sid, 1, "the whole", 900.0)
+    async with db.read() as session:
+        (only,) = (await Conversations(session).get_session(sid)).turns
+    assert only.interrupted and only.assistant_text == "the whole long answer"
+    assert (only.heard_text, only.heard_ms, only.assistant_audio_s) == ("the whole", 900.0, 3.0)
+
+
+async def test_upgrade_from_0001_keeps_turns_and_backfills_heard_position(fresh_url: str) -> None:
+    """Rows written by 0001 (interrupted replies cut to what was heard) gain ``heard_ms``."""
+    database = Database(fresh_url)
+    try:
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_upgrade_to, "0001")
+            for statement in _OLD_ROWS:
+                await connection.execute(text(statement))
+        assert await database.migrate() == HEAD
+        async with database.read() as session:
+            turns = (await Conversations(session).get_session("old")).turns
+            hits = await Conversations(session).search("harbour")
+        assert [(t.interrupted, t.heard_ms) for t in turns] == [(False, None), (True, 1500.0)]
+        assert [t.assistant_text for t in turns] == ["whole reply", "the harbour"]
+        assert hits.total == 1  # search still indexes the old rows after the column was added
+        async with database.engine.begin() as connection:
+            await connection.run_sync(_downgrade_to, "0001")
+        assert await database.migrate() == HEAD
+        async with database.read() as session:
+            assert (await Conversations(session).search("harbour")).total == 1
+    finally:
+        await database.dispose()
+
+
+_OLD_ROWS = [
+    "INSERT INTO sessions (id, created_at, updated_at, tts_mode, turn_count) "
+    "VALUES ('old', CURRENT_TIMESTAMP, CURRENT_TIMESTAMP, 'fast', 2)",
+    'INSERT INTO turns (session_id, "index", created_at, user_text, assistant_text, '
+    "interrupted, tts_mode, assistant_audio_s, metrics) VALUES "
+    "('old', 1, CURRENT_TIMESTAMP, 'q1', 'whole reply', false, 'fast', 2.0, '{}'), "
+    "('old', 2, CURRENT_TIMESTAMP, 'q2', 'the harbour', true, 'fast', 1.5, '{}')",
+]
+
+
+def _upgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def _downgrade_to(connection: Connection, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    command.downgrade(config, revision)
 
 
 async def test_concurrent_add_turn_assigns_distinct_indexes(db: Database) -> None:
@@ -460,6 +536,25 @@ async def test_search_finds_chinese_substrings(db: Database) -> None:
     assert [h.role for h in short.items] == ["assistant", "user"]
     assert short.items[1].snippet == "今天<mark>天气</mark>很好"
     assert [(h.role, h.snippet) for h in long.items] == [("user", "<mark>今天天气</mark>很好")]
+    assert absent.total == 0
+
+
+async def test_search_finds_chinese_in_either_script(db: Database) -> None:
+    sid = await new_session(db)
+    await add(db, sid, "歡迎大家來體驗語音識別", "這個軟體很好用。")  # stored Traditional
+    await add(db, sid, "欢迎使用简体", "好的")  # stored Simplified
+    async with db.read() as session:
+        repo = Conversations(session)
+        simplified = await repo.search("欢迎")  # 2 chars: LIKE
+        traditional = await repo.search("體驗語音")  # 4 chars: FTS trigram (or ILIKE)
+        mainland_word = await repo.search("软件")  # Taiwan phrasing stored: 軟體
+        absent = await repo.search("歡送")
+    assert [(h.turn_index, h.role) for h in simplified.items] == [(2, "user"), (1, "user")]
+    assert simplified.items[1].snippet == "<mark>歡迎</mark>大家來體驗語音識別"
+    assert [(h.turn_index, h.snippet) for h in traditional.items] == [
+        (1, "歡迎大家來<mark>體驗語音</mark>識別")
+    ]
+    assert [(h.turn_index, h.role) for h in mainland_word.items] == [(1, "assistant")]
     assert absent.total == 0
 
 

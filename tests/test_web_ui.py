@@ -240,10 +240,9 @@ async def test_pickers_configure_the_session(
         await page.select_option("#lang-select", "zh")
         await wait_until(lambda: len(log.sent_json("config")) > 1)
         assert json.loads(log.sent_json("config")[-1])["language"] == "zh"
-        # hq speech is not configured on this server: the error shows, the picker goes back
-        await page.select_option("#tts-select", "hq")
-        await expect(page.locator("#banner")).to_contain_text("hq")
-        await expect(page.locator("#tts-select")).not_to_have_value("hq")
+        # hq speech is not configured on this server: it cannot be chosen, and the picker says why
+        await expect(page.locator('#tts-select option[value="hq"]')).to_be_disabled()
+        await expect(page.locator("#tts-hint")).to_contain_text("not set up on this server")
         assert await page.input_value("#lang-select") == "zh"
     finally:
         await context.close()
@@ -430,8 +429,9 @@ async def test_system_models_memory_and_warmup(browser: Any, live_server: LiveSe
         await expect(result).to_contain_text("Warm-up finished", timeout=LONG_WAIT)
         await expect(result.locator("li[data-slot=stt]")).to_have_class("ok")
         await page.click("#preload")
+        # after the warm-up the models are in memory: the preload says so, not "0.0 s"
         await expect(page.locator("#system-result[data-kind=preload]")).to_contain_text(
-            "Preload finished", timeout=LONG_WAIT
+            re.compile(r"already loaded|Loaded \d+ models? in"), timeout=LONG_WAIT
         )
         await expect(page.locator("#model-table tr[data-slot=stt]")).to_have_attribute(
             "data-state", "loaded"
@@ -615,13 +615,17 @@ def backchannel_wav(speaker: PiperTts, tmp_path_factory: pytest.TempPathFactory)
     return write_wav(tmp_path_factory.mktemp("wav") / "backchannel.wav", pcm)
 
 
+async def wait_until_async(page: Any, js: str) -> None:
+    await page.wait_for_function(js, timeout=30_000)
+
+
 _WATCH_DUCKING = """() => {
   window.duckLog = [];
   const stats = document.querySelector("#player-stats");
   new MutationObserver(() => {
     const d = stats.dataset;
     const last = window.duckLog[window.duckLog.length - 1];
-    const now = `${d.ducked}:${d.gain}:${d.state}`;
+    const now = `${d.ducked}:${d.state}`;
     if (now !== last) window.duckLog.push(now);
   }).observe(stats, { attributes: true });
 }"""
@@ -638,13 +642,12 @@ async def test_a_backchannel_ducks_the_reply_then_it_plays_on(
             await page.evaluate(_WATCH_DUCKING)
             await page.click("#mic-button")  # "Yes." 1 s later, over the story
             stats = page.locator("#player-stats")
-            await expect(stats).to_have_attribute("data-resumes", "1", timeout=30_000)
+            await wait_until_async(page, "window.duckLog.includes('true:playing')")
+            await expect(stats).to_have_attribute("data-ducked", "false", timeout=30_000)
             seen = await page.evaluate("window.duckLog")
-            assert "true:0.15:playing" in seen  # lowered while the user spoke ...
-            assert seen[-1] == "false:1:playing"  # ... and back to full volume, still playing
-            assert seen.index("true:0.15:playing") < len(seen) - 1
-            data = await dataset(page, "#player-stats")
-            assert data["ducks"] == "1" and data["cut"] == "0"
+            # lowered while the user spoke, then back to full volume, playing all along
+            assert seen[seen.index("true:playing") :][-1] == "false:playing"
+            assert (await dataset(page, "#player-stats"))["cut"] == "0"
             assert not log.sent_json("interrupt")
             await page.wait_for_timeout(1_500)  # no turn, no cut: the story goes on
             assert (await dataset(page, "#player-stats"))["cut"] == "0"

@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from avatar.engines.tts.piper import PiperTts
-from conftest import say_en
+from conftest import TEST_TOKEN, say_en
 from wsclient import ChatClient, connect, noise, silence, to_pcm16k
 
 
@@ -117,22 +117,32 @@ async def test_oversized_frame_closes_with_1009(live_server) -> None:
     assert info.value.rcvd is not None and info.value.rcvd.code == 1009
 
 
-async def test_connection_needs_the_token(live_server) -> None:
+@pytest.mark.parametrize(
+    ("headers", "query", "status", "code"),
+    [
+        ({}, "", 401, "missing_token"),
+        ({"Authorization": "Bearer wrong-token-wrong-token"}, "", 401, "wrong_token"),
+        ({}, "?token=" + TEST_TOKEN, 401, "token_in_query"),
+        (
+            {"Origin": "http://evil.example", "Authorization": "Bearer " + TEST_TOKEN},
+            "",
+            403,
+            "origin_not_allowed",
+        ),
+    ],
+)
+async def test_a_refused_connection_says_why(live_server, headers, query, status, code) -> None:
+    """Old clients send ?token=; browsers send Origin: each refusal names its reason."""
     with pytest.raises(websockets.InvalidStatus) as info:
-        async with connect(live_server, headers={}):
+        async with websockets.connect(
+            f"{live_server.ws_url}/ws/chat{query}", additional_headers=headers
+        ):
             pass
-    assert info.value.response.status_code == 403
-    bad = {"Authorization": "Bearer wrong-token-wrong-token"}
-    with pytest.raises(websockets.InvalidStatus):
-        async with connect(live_server, headers=bad):
-            pass
-
-
-async def test_foreign_origin_is_refused(live_server) -> None:
-    headers = {**live_server.auth, "Origin": "http://evil.example"}
-    with pytest.raises(websockets.InvalidStatus):
-        async with connect(live_server, headers=headers):
-            pass
+    response = info.value.response
+    assert response.status_code == status
+    body = json.loads(response.body)
+    assert body["code"] == code and body["status"] == status and body["detail"]
+    assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_cookie_login_works_for_browsers(live_server) -> None:

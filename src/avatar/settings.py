@@ -66,6 +66,42 @@ class VadSettings(BaseModel):
     )
 
 
+class TurnSettings(BaseModel):
+    """End of turn: when a pause ends the user's turn (see avatar.pipeline.end_of_turn)."""
+
+    engine: str = Field(
+        "smart-turn", description="Registry name of the acoustic end-of-turn model ('' for none)."
+    )
+    model: str = Field("smart-turn-v3.2", description="Catalog name or local ONNX path.")
+    threads: int = Field(1, ge=1, description="CPU threads for the acoustic model.")
+    use_text: bool = Field(
+        True, description="Also ask the chat model how likely its end-of-turn token is next."
+    )
+    min_silence_ms: int = Field(
+        200, ge=0, description="Silence before the end-of-turn models are asked."
+    )
+    # Chosen on the hesitation set (docs/BENCHMARKS.md, "End of turn"): on our synthetic
+    # voices smart-turn judged most first halves complete, so by default only the text decides.
+    complete_threshold: float = Field(
+        0.95, gt=0.0, lt=1.0, description="Fused probability at or above which the turn ends."
+    )
+    acoustic_weight: float = Field(
+        0.0, ge=0.0, le=1.0, description="Weight of the acoustic probability (text: 1 - this)."
+    )
+    fallback_silence_ms: int = Field(
+        2000, ge=0, description="Silence that ends a turn the models judged incomplete."
+    )
+    starvation_ms: int = Field(
+        1000, ge=100, description="A client silent this long after speech has ended its turn."
+    )
+
+    @model_validator(mode="after")
+    def _fallback_after_first_look(self) -> TurnSettings:
+        if self.fallback_silence_ms < self.min_silence_ms:
+            raise ValueError("fallback_silence_ms must not be shorter than min_silence_ms")
+        return self
+
+
 class SttSettings(BaseModel):
     """Speech-to-text engine."""
 
@@ -75,6 +111,11 @@ class SttSettings(BaseModel):
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     compute_type: str = Field("int8", description="CTranslate2 compute type.")
     threads: int = Field(2, ge=1, description="CPU threads for inference.")
+    trim: bool = Field(
+        True,
+        description="faster-whisper: encode the utterance's own length (+1 s) instead of 30 s;"
+        " a guard falls back to the padded decode on loops, overlong or silent results.",
+    )
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
     api_key: SecretStr | None = Field(None, description="Remote engine: API key.")
 
@@ -83,7 +124,9 @@ class LlmSettings(BaseModel):
     """Chat model engine."""
 
     engine: str = Field("llama-cpp", description="Registry name of the LLM engine.")
-    model: str = Field("qwen2.5-0.5b-instruct", description="Catalog name, path or remote model.")
+    model: str = Field(
+        "qwen2.5-coder-0.5b-instruct", description="Catalog name, path or remote model."
+    )
     # One thread: llama.cpp's threads spin-wait for each other, and on two cores shared with
     # Piper (and Whisper, and the VAD) a second one costs far more than it brings (BENCHMARKS.md).
     threads: int = Field(1, ge=1, description="CPU threads for local inference.")
@@ -119,6 +162,16 @@ class TtsSlotSettings(BaseModel):
 
     engine: str = Field(..., description="Registry name of the TTS engine.")
     model: str | None = Field(None, description="Catalog name, path or remote model/voice.")
+
+    @model_validator(mode="after")
+    def _base_url_needs_remote_engine(self) -> TtsSlotSettings:
+        if self.base_url and self.engine != "openai":
+            raise ValueError(
+                f"base_url needs the remote engine (engine is {self.engine!r}):"
+                " also set AVATAR_TTS__<SLOT>__ENGINE=openai"
+            )
+        return self
+
     voice: str | None = Field(None, description="Engine voice name.")
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     threads: int | None = Field(
@@ -129,17 +182,28 @@ class TtsSlotSettings(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")
 
 
+# Piper on one thread: it speaks while llama.cpp decodes on the other core (BENCHMARKS.md).
+FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe", "threads": 1}
+
+
 class TtsSettings(BaseModel):
     """Text-to-speech: two slots and the mode that picks between them."""
 
     mode: Literal["fast", "hq", "auto"] = Field("auto", description="Default mode for replies.")
-    fast: TtsSlotSettings = Field(
-        default_factory=lambda: TtsSlotSettings(engine="embedded", model="piper-joe", threads=1)
-    )
+    fast: TtsSlotSettings = Field(default_factory=lambda: TtsSlotSettings(**FAST_DEFAULT))
     hq: TtsSlotSettings | None = Field(None, description="High-quality engine; unset by default.")
     hq_latency_budget_ms: int = Field(
         1500, ge=0, description="auto uses hq only while its first-audio latency stays under this."
     )
+
+    @field_validator("fast", mode="before")
+    @classmethod
+    def _fast_fields_over_default(cls, value: Any) -> Any:
+        # AVATAR_TTS__FAST__VOICE alone changes that field of the default slot, instead of
+        # replacing the slot with one that has no engine.
+        if isinstance(value, dict) and "engine" not in value:
+            return {**FAST_DEFAULT, **value}
+        return value
 
 
 class GpuSettings(BaseModel):
@@ -153,6 +217,47 @@ class GpuSettings(BaseModel):
     margin_fraction: float = Field(
         0.05, ge=0, lt=1, description="VRAM kept free on each card (fraction; larger wins)."
     )
+
+
+def _limit(default: str, what: str) -> Any:
+    return Field(default, description=f"{what}; 'N/second|minute|hour', '' for no limit.")
+
+
+class RateLimitSettings(BaseModel):
+    """Requests per client and route. A client is its API token when it presents the right one
+    (so people behind one proxy or NAT do not share a budget), else its address.
+
+    The defaults suit a household or a small team sharing one server: far above what a person
+    or the web UI sends, low enough to stop a runaway script.
+    """
+
+    health: str = _limit("600/minute", "GET /health (monitors poll it)")
+    chat: str = _limit("120/minute", "POST /v1/chat/completions")
+    transcription: str = _limit("120/minute", "POST /v1/audio/transcriptions")
+    speech: str = _limit("120/minute", "POST /v1/audio/speech")
+    models: str = _limit("600/minute", "GET /v1/models and /v1/models/{id}")
+    reads: str = _limit("600/minute", "reading history, voice profiles and their audio")
+    search: str = _limit("120/minute", "history search and statistics")
+    system: str = _limit("120/minute", "system info and model status")
+    writes: str = _limit("120/minute", "changing or deleting profiles and conversations")
+    profile_create: str = _limit("30/minute", "creating voice profiles (uploads, analysis)")
+    profile_test: str = _limit("30/minute", "test synthesis of a voice profile")
+    export: str = _limit("20/minute", "conversation exports")
+    admin: str = _limit("10/minute", "model preload and warm-up")
+
+    @field_validator("*")
+    @classmethod
+    def _valid_spec(cls, value: str) -> str:
+        from limits import parse_many  # imported here: settings load before the API does
+
+        if value.strip():
+            try:
+                parse_many(value)
+            except ValueError:
+                raise ValueError(
+                    f"{value!r} is not a rate limit: write e.g. '120/minute' or '' for none"
+                ) from None
+        return value.strip()
 
 
 class SpeakerSettings(BaseModel):
@@ -198,11 +303,13 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     models: ModelsSettings = Field(default_factory=ModelsSettings)
     vad: VadSettings = Field(default_factory=VadSettings)
+    turn: TurnSettings = Field(default_factory=TurnSettings)
     stt: SttSettings = Field(default_factory=SttSettings)
     llm: LlmSettings = Field(default_factory=LlmSettings)
     tts: TtsSettings = Field(default_factory=TtsSettings)
     speaker: SpeakerSettings = Field(default_factory=SpeakerSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    rate_limits: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
     @field_validator("api_token")
     @classmethod

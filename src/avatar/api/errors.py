@@ -84,6 +84,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         status, headers = exc.status_code, dict(getattr(exc, "headers", None) or {})
         detail = exc.detail if isinstance(exc.detail, str) else ""
+        if request.url.path == "/v1" or request.url.path.startswith("/v1/"):
+            return _openai_error(request, exc, headers)
         if status == 400:
             # The framework's 400s all mean a body it cannot parse (not UTF-8, broken
             # multipart): invalid input, reported like every other validation failure.
@@ -103,6 +105,22 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(
             500, "internal_error", "internal server error", headers={"Connection": "close"}
         )
+
+
+def _openai_error(
+    request: Request, exc: StarletteHTTPException, headers: dict[str, str]
+) -> JSONResponse:
+    """A routing error (no such path, wrong method) under ``/v1``, in OpenAI's error shape."""
+    from avatar.api.routes.openai_errors import error_body, not_found_response  # no cycle
+
+    if exc.status_code == 404:
+        return not_found_response(request.url.path)
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    code = _CODES.get(exc.status_code, "error")
+    message = f"{request.method} is not allowed on {request.url.path}"
+    body = error_body(exc.status_code, code, message if exc.status_code == 405 else code)
+    return JSONResponse(body.model_dump(), status_code=exc.status_code, headers=headers)
 
 
 def allowed_methods(request: Request) -> list[str]:

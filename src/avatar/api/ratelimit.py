@@ -1,14 +1,16 @@
 """Rate limits per client and route, in memory by default or in Redis for several processes.
 
 Built on the ``limits`` library (moving window). Exceeding a limit answers 429 with Retry-After.
-The route dependency (``limit("5/minute")``) is in :mod:`avatar.api.deps`.
+The route dependency (``limit("chat")``, a ``rate_limits`` setting) is in :mod:`avatar.api.deps`.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import math
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import Request
 from limits import RateLimitItem
@@ -17,6 +19,9 @@ from limits.aio.strategies import MovingWindowRateLimiter
 from redis.exceptions import RedisError
 
 from avatar.api.errors import ApiError
+
+if TYPE_CHECKING:
+    from avatar.api.state import AppState
 
 log = logging.getLogger("avatar.limits")
 REDIS_SCHEMES = ("redis", "rediss", "redis+unix")
@@ -64,5 +69,11 @@ class RateLimits:
         )
 
 
-def client_key(request: Request) -> str:
+def client_key(request: Request, state: AppState) -> str:
+    """The API token's fingerprint when the request carries the right one, else its address."""
+    from avatar.api.auth import presented_token, token_matches  # auth imports this module
+
+    token = presented_token(request)
+    if token and token_matches(state, token):
+        return "token:" + hashlib.sha256(token.encode()).hexdigest()[:16]
     return request.client.host if request.client else "unknown"

@@ -1,11 +1,11 @@
 """Decode untrusted audio bytes into mono :class:`PcmAudio`, enforcing caps as decoding goes.
 
 The container is sniffed from magic bytes (see :mod:`avatar.audio.sniff`); WAV, FLAC and Ogg Vorbis
-go through libsndfile, Ogg Opus, WebM and MP3 through PyAV (FFmpeg). Everything is read from memory.
-Byte size is checked first, header rate and channels before any sample is decoded, and decoded
-frames are counted block by block, so a decompression bomb stops at the duration cap instead of
-filling memory. Blocks are downmixed and resampled as they arrive: only mono audio at the target
-rate is kept.
+go through libsndfile, Ogg Opus, WebM, MP3, MP4/M4A and AAC through PyAV (FFmpeg). Everything is
+read from memory. Byte size is checked first, header rate and channels before any sample is
+decoded, and decoded frames are counted block by block, so a decompression bomb stops at the
+duration cap instead of filling memory. Blocks are downmixed and resampled as they arrive: only
+mono audio at the target rate is kept.
 """
 
 from __future__ import annotations
@@ -34,8 +34,16 @@ from avatar.errors import AudioError, AudioTooLarge, EmptyAudio, UnsupportedAudi
 Block = npt.NDArray[np.float32]  # (frames, channels)
 
 _BLOCK_FRAMES: Final = 16_384
-_PYAV_FORMATS: Final = {Container.OGG_OPUS: "ogg", Container.WEBM: "matroska", Container.MP3: "mp3"}
-_PYAV_CODECS: Final = frozenset({"opus", "libopus", "vorbis", "mp3", "mp3float", "flac"})
+_PYAV_FORMATS: Final = {
+    Container.OGG_OPUS: "ogg",
+    Container.WEBM: "matroska",
+    Container.MP3: "mp3",
+    Container.MP4: "mov",  # FFmpeg's demuxer for mov, mp4 and m4a
+    Container.AAC: "aac",
+}
+_PYAV_CODECS: Final = frozenset(
+    {"opus", "libopus", "vorbis", "mp3", "mp3float", "flac", "aac", "aac_fixed", "alac"}
+)
 # WebM durations are stored to the millisecond and Opus adds a pre-skip; a real cut loses more.
 _WEBM_TOLERANCE_S: Final = 0.1
 

@@ -14,7 +14,9 @@ from enum import StrEnum
 
 from avatar.errors import UnsupportedAudioFormat
 
-SUPPORTED_FORMATS = "WAV, FLAC, Ogg Vorbis, Ogg Opus, WebM (Opus or Vorbis) or MP3"
+SUPPORTED_FORMATS = (
+    "WAV, FLAC, Ogg Vorbis, Ogg Opus, WebM (Opus or Vorbis), MP3, M4A/MP4 (AAC) or AAC (ADTS)"
+)
 FORMAT_HINT = f"send {SUPPORTED_FORMATS} audio"
 
 # WAV data sizes at or above this are placeholders written by streaming recorders.
@@ -42,6 +44,8 @@ class Container(StrEnum):
     OGG_OPUS = "ogg-opus"
     WEBM = "webm"
     MP3 = "mp3"
+    MP4 = "mp4"  # also .m4a: the ISO media file, AAC (or ALAC) inside
+    AAC = "aac"  # raw AAC in ADTS frames (what OpenAI's "aac" speech format is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +81,10 @@ def sniff(data: bytes) -> Container:
         return Container.WEBM
     if _looks_like_mp3(data, start):
         return Container.MP3
+    if data[4:8] == b"ftyp":
+        return Container.MP4
+    if data[:2] in (b"\xff\xf1", b"\xff\xf9") and _adts_chained(data):
+        return Container.AAC
     raise UnsupportedAudioFormat(f"unsupported audio format: {_describe(data)}", hint=FORMAT_HINT)
 
 
@@ -85,15 +93,17 @@ def _describe(data: bytes) -> str:
     for magic, what in _NOT_AUDIO:
         if stripped.startswith(magic):
             return f"the data looks like {what}"
-    if data[4:8] == b"ftyp":
-        return "MP4/M4A audio is not supported"
-    if data[:2] in (b"\xff\xf1", b"\xff\xf9"):
-        return "AAC (ADTS) audio is not supported"
     try:
         codecs.getincrementaldecoder("utf-8")().decode(data[:512], final=False)
     except UnicodeDecodeError:
         return "the data is not in an audio format AVATAR knows"
     return "the data looks like text"
+
+
+def _adts_chained(data: bytes) -> bool:
+    """Two ADTS frame headers in a row (one alone is too easily random bytes)."""
+    length = ((data[3] & 3) << 11) | (data[4] << 3) | (data[5] >> 5) if len(data) > 6 else 0
+    return length >= 7 and data[length : length + 2] in (b"\xff\xf1", b"\xff\xf9", b"")
 
 
 def _ogg_codec(data: bytes) -> Container:

@@ -109,10 +109,11 @@ def _probes(settings: Settings, models: ModelStore) -> dict[str, tuple[object, T
         "stt:faster-whisper(auto)": stt("faster-whisper", None),
         "stt:faster-whisper(en)": stt("faster-whisper", "en"),
         "stt:moonshine": stt("moonshine", "en"),
-        "llm:qwen2.5-0.5b": llm("qwen2.5-0.5b-instruct"),
+        "llm:qwen2.5-coder-0.5b": llm("qwen2.5-coder-0.5b-instruct"),
         "llm:smollm2-135m": llm("smollm2-135m-instruct"),
         "tts:piper-joe": tts("piper", "piper-joe", "en", SENTENCE),
         "tts:espeak-ng(zh)": tts("espeak-ng", None, "zh", "今天天气很好，我们去河边散步吧。"),
+        "tts:kokoro(zh)": tts("kokoro", "kokoro-82m", "zh", "今天天气很好，我们去河边散步吧。"),
         "speaker:voicefilter": speaker(),
     }
 
@@ -125,6 +126,7 @@ PROBES = [
     "llm:smollm2-135m",
     "tts:piper-joe",
     "tts:espeak-ng(zh)",
+    "tts:kokoro(zh)",
     "speaker:voicefilter",
 ]
 

@@ -5,20 +5,23 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import asdict
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.progress import Progress
 from rich.table import Table
 
-from avatar.bench.engine_probe import PROBES
-from avatar.cli import faults_cmd, load_cmd, rest_cmd
+from avatar.cli import faults_cmd, load_cmd, rest_cmd, stt_cmd
 from avatar.cli.console import console, err_console, settings, user_errors
 
 app = typer.Typer(help="Benchmarks.", no_args_is_help=True)
 app.command("load")(load_cmd.load)
 app.command("rest")(rest_cmd.rest)
 app.command("faults")(faults_cmd.faults)
+app.command("stt")(stt_cmd.stt)
 
 
 @app.command("engines")
@@ -29,6 +32,8 @@ def engines(
     as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of a table."),
 ) -> None:
     """Per engine: load time, first and full latency, real-time factor, peak memory."""
+    from avatar.bench.engine_probe import PROBES
+
     names = only or PROBES
     rows = []
     with Progress(console=err_console) as progress:
@@ -63,6 +68,52 @@ def engines(
             r["note"],
         )
     console.print(table)
+
+
+@app.command("tts-zh")
+@user_errors
+def tts_zh(
+    voices: str = typer.Option(
+        "espeak-ng,jf_gongitsune,jm_kumo,jf_alpha,jf_nezumi,jf_tebukuro",
+        "--voices",
+        help="espeak-ng and/or Kokoro voice styles to compare.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON lines instead of tables."),
+) -> None:
+    """Mandarin TTS: whisper-base round-trip CER, first-chunk latency, RTF, per voice."""
+    from avatar.bench import tts_zh as bench
+
+    names = [v.strip() for v in voices.split(",") if v.strip()]
+    whisper, makers = bench.setup(settings(), names)
+    results = []
+    with Progress(console=err_console) as progress:
+        task = progress.add_task("Mandarin TTS", total=len(names) * len(bench.SENTENCES))
+        for name in names:
+            progress.update(task, description=f"tts-zh {name}")
+            done = partial(progress.advance, task)
+            results.append(bench.evaluate(name, makers[name], whisper, on_sentence=done))
+    if as_json:
+        for r in results:
+            typer.echo(json.dumps(r.summary() | {"heard": [asdict(h) for h in r.heard]}))
+        return
+    _print_tts_zh([r.summary() for r in results], bench.machine_load())
+
+
+def _print_tts_zh(rows: list[dict[str, Any]], load: str) -> None:
+    table = Table("voice", "mean CER", "exact", "first chunk p50 ms", "RTF", "CPU RTF", "load s")
+    for r in rows:
+        exact = f"{r['exact']}/{r['sentences']}"
+        table.add_row(
+            r["voice"],
+            f"{r['mean_cer']:.3f}",
+            exact,
+            str(r["first_chunk_ms_p50"]),
+            f"{r['rtf']:.3f}",
+            f"{r['cpu_rtf']:.3f}",
+            f"{r['load_s']:.2f}",
+        )
+    console.print(table)
+    console.print(load)
 
 
 @app.command("latency")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.markup import escape
@@ -10,15 +11,14 @@ from rich.table import Table
 
 from avatar.cli.console import console, err_console, run_async, settings, user_errors
 from avatar.errors import ConfigError
-from avatar.services.integrity import (
-    DEFAULT_GRACE_S,
-    IntegrityReport,
-    RepairReport,
-    check_integrity,
-    repair,
-)
-from avatar.settings import Settings
-from avatar.storage import AudioStore, Database
+
+# avatar.services.integrity.DEFAULT_GRACE_S, repeated so that `--help` imports no storage code
+GRACE_S = 3600.0
+
+if TYPE_CHECKING:
+    from avatar.services.integrity import IntegrityReport, RepairReport
+    from avatar.settings import Settings
+
 
 SHOWN = 10  # findings listed per row; the rest are counted
 
@@ -29,7 +29,7 @@ def check(
         False, "--repair", help="Remove orphan files and stale temp files (never a row)."
     ),
     grace: float = typer.Option(
-        DEFAULT_GRACE_S,
+        GRACE_S,
         "--grace",
         min=0,
         help="Leave files younger than this many seconds alone (a write may be in progress);"
@@ -40,6 +40,8 @@ def check(
 
     Safe while the server runs; --repair removes only files that no row names.
     """
+    from avatar.services.integrity import RepairReport
+
     s = settings()
     result = run_async(_run(s, fix, grace))
     report = result.after if isinstance(result, RepairReport) else result
@@ -55,6 +57,9 @@ def check(
 
 
 async def _run(s: Settings, fix: bool, grace: float) -> IntegrityReport | RepairReport:
+    from avatar.services.integrity import check_integrity, repair
+    from avatar.storage import AudioStore, Database
+
     _require_data(s)
     db = Database(s.resolved_database_url)
     try:
@@ -78,6 +83,8 @@ def _require_data(s: Settings) -> None:
 
 
 def _table(s: Settings, result: IntegrityReport | RepairReport) -> Table:
+    from avatar.services.integrity import RepairReport
+
     report = result.after if isinstance(result, RepairReport) else result
     found = result.before if isinstance(result, RepairReport) else result
     counts = report.counts

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
@@ -21,7 +21,10 @@ from rich.progress import (
 )
 
 from avatar.errors import AvatarError
-from avatar.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from avatar.settings import Settings
+
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
@@ -47,6 +50,8 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def settings() -> Settings:
+    from avatar.settings import load_settings
+
     return load_settings()
 
 

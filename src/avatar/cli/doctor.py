@@ -7,18 +7,17 @@ import shutil
 import socket
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import psutil
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from avatar.cli.console import byte_progress, console, settings, user_errors
 from avatar.errors import AvatarError
-from avatar.models.catalog import CATALOG
-from avatar.models.store import ModelStore
-from avatar.settings import Settings
-from avatar.system.gpus import gpu_readings
+
+if TYPE_CHECKING:
+    from avatar.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +66,9 @@ def _packages() -> list[Check]:
 
 
 def _models(s: Settings) -> list[Check]:
+    from avatar.models.catalog import CATALOG
+    from avatar.models.store import ModelStore
+
     store = ModelStore(s.model_cache_dir, allow_downloads=s.models.allow_downloads)
     wanted = [m for m in (s.stt.model, s.llm.model, s.tts.fast.model) if m in CATALOG]
     checks = []
@@ -81,6 +83,8 @@ def _models(s: Settings) -> list[Check]:
 
 
 def _resources(s: Settings) -> list[Check]:
+    import psutil
+
     s.data_dir.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(s.data_dir).free / 1e9
     mem_gb = psutil.virtual_memory().available / 1e9
@@ -116,6 +120,8 @@ def _port(s: Settings) -> Check:
 
 
 def _gpus() -> Check:
+    from avatar.system.gpus import gpu_readings
+
     gpus = gpu_readings()
     if not gpus:
         return Check("gpus", "ok", "none found (CPU engines will be used)")

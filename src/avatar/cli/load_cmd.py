@@ -9,14 +9,16 @@ import asyncio
 import json
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from avatar.bench.load import LoadResult, LoadRun, Target, spawned_server, summarize
 from avatar.cli.console import console, err_console, settings, user_errors
+
+if TYPE_CHECKING:
+    from avatar.bench.load import LoadResult, LoadRun, Target
 
 
 @user_errors
@@ -42,6 +44,7 @@ def load(
     from avatar.audio.encode import encode_wav
     from avatar.audio.pcm import PcmAudio
     from avatar.bench import latency as lat
+    from avatar.bench.load import Target, spawned_server, summarize
     from avatar.engines.hub import EngineHub
 
     base = settings()
@@ -74,6 +77,8 @@ def load(
 def run_with_progress(
     target: Target, clips: list[Any], wav: bytes, sessions: int, rest_rps: float, duration: float
 ) -> LoadResult:
+    from avatar.bench.load import LoadRun
+
     run = LoadRun(target, clips, wav, sessions, rest_rps)
     columns = (
         TextColumn("{task.description}"),

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.markup import escape
 from rich.table import Table
 
 from avatar.cli.console import byte_progress, console, settings, user_errors
 from avatar.errors import AvatarError
-from avatar.models.catalog import CATALOG
-from avatar.models.store import ModelStore
+
+if TYPE_CHECKING:
+    from avatar.models.store import ModelStore
+
 
 app = typer.Typer(help="List and verify models.", no_args_is_help=True)
 
 
 def _store() -> ModelStore:
+    from avatar.models.store import ModelStore
+
     s = settings()
     return ModelStore(s.model_cache_dir, allow_downloads=s.models.allow_downloads)
 
@@ -22,19 +28,28 @@ def _store() -> ModelStore:
 @app.command("list")
 @user_errors
 def list_models() -> None:
-    """List catalog models: kind, size, licence, languages, source."""
-    table = Table("name", "kind", "size", "licence", "languages", "source")
+    """List catalog models: what each file says it is, licence, languages, source packages."""
+    # One block per model: at 80 columns a wide table would cut licences and package names.
+    from avatar.models.catalog import CATALOG
+
     for spec in CATALOG.values():
-        source = "\n".join(p.replace("_", "-") for p in spec.packages) or (spec.hub_id or "-")
-        table.add_row(
-            spec.name,
-            spec.kind,
-            f"{spec.size / 1e6:.0f} MB",
-            spec.license,
-            ",".join(spec.languages),
-            source,
-        )
-    console.print(table)
+        head = f"[bold]{escape(spec.name)}[/]  {spec.kind}  {spec.size / 1e6:.0f} MB"
+        console.print(head + f"  languages: {','.join(spec.languages)}", soft_wrap=True)
+        source = ", ".join(p.replace("_", "-") for p in spec.packages) or (spec.hub_id or "-")
+        rows = [
+            ("what", spec.description),
+            ("file says", spec.upstream or "-"),
+            ("licence", spec.license),
+            ("source", source),
+        ]
+        if spec.aliases:
+            rows.append(("also named", ", ".join(spec.aliases)))
+        table = Table.grid(padding=(0, 1))
+        table.add_column(style="dim", no_wrap=True)
+        table.add_column(overflow="fold")
+        for label, value in rows:
+            table.add_row(f"  {label}", escape(value))
+        console.print(table)
 
 
 @app.command("verify")
@@ -44,6 +59,8 @@ def verify(
     recheck: bool = typer.Option(False, "--recheck", help="Re-hash files verified earlier."),
 ) -> None:
     """Join packaged parts if needed and check every file's size and sha256."""
+    from avatar.models.catalog import CATALOG
+
     store = _store()
     failures = 0
     with byte_progress() as progress:

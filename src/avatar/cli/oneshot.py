@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import typer
 
 from avatar.cli.console import console, err_console, run_async, settings, user_errors
-from avatar.engines.hub import EngineHub
 from avatar.errors import AudioError
 
 # Engines and audio codecs are imported inside the commands, so `avatar --help` stays instant.
@@ -27,11 +27,19 @@ def transcribe(
     language: str = typer.Option(None, "--language", "-l", help="Language code; auto if unset."),
 ) -> None:
     """Print the transcript of an audio file."""
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())
-    result = run_async(speech.transcribe_bytes(hub, _read(file), language=language))
-    err_console.print(f"[dim]language: {result.language}, {result.duration_s:.1f}s[/]")
+    data = _read(file)
+    hub.stt.load()  # so the time below is the transcription's, not the model load's
+    start = time.perf_counter()
+    result = run_async(speech.transcribe_bytes(hub, data, language=language))
+    took = time.perf_counter() - start
+    err_console.print(
+        f"[dim]language {result.language} · audio {result.duration_s:.1f} s"
+        f" · transcribed in {took:.2f} s[/]"
+    )
     typer.echo(result.text)
 
 
@@ -43,7 +51,10 @@ def say(
     mode: str = typer.Option("fast", "--mode", help="TTS mode: fast or hq."),
 ) -> None:
     """Synthesize TEXT to a WAV file."""
+    if not text.strip():
+        raise typer.BadParameter("give the words to say, e.g. avatar say \"Hello\" -o hi.wav")
     from avatar.audio.encode import encode_wav
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())
@@ -55,6 +66,7 @@ def say(
 @user_errors
 def ask(question: str = typer.Argument(..., help="The question.")) -> None:
     """Stream the LLM's answer to the terminal."""
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())
@@ -76,6 +88,7 @@ def talk(
 ) -> None:
     """One whole voice turn offline: transcribe, answer, speak."""
     from avatar.audio.encode import encode_wav
+    from avatar.engines.hub import EngineHub
     from avatar.services import speech
 
     hub = EngineHub(settings())

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from avatar.cli.console import err_console, settings, user_errors
-from avatar.engines.hub import EngineHub, SlotState
 from avatar.errors import AvatarError
+
+if TYPE_CHECKING:
+    from avatar.engines.hub import EngineHub, SlotState
 
 
 def preload_with_progress(hub: EngineHub) -> None:
@@ -45,6 +48,7 @@ def serve(
     from avatar.api.app import create_app
     from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
     from avatar.api.server import AvatarServer
+    from avatar.engines.hub import EngineHub
 
     s = settings()
     s.server.host = host or s.server.host

@@ -76,6 +76,34 @@ class Transcript:
     no_speech_probability: float = 0.0
 
 
+@dataclass(frozen=True, slots=True)
+class TimedWord:
+    start: float  # seconds from the start of the audio
+    end: float
+    word: str
+
+
+@dataclass(frozen=True, slots=True)
+class TimedSegment:
+    """A stretch of the transcript with its time in the audio (subtitles, ``verbose_json``)."""
+
+    start: float
+    end: float
+    text: str
+    words: tuple[TimedWord, ...] = ()
+    avg_logprob: float | None = None  # the decoder's, where the engine reports them
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedTranscript:
+    text: str
+    language: str | None
+    duration_s: float
+    segments: tuple[TimedSegment, ...]
+
+
 class SpeechToText(Engine, Protocol):
     """Whole-utterance transcription."""
 
@@ -118,6 +146,7 @@ class GenerationOptions:
     max_tokens: int = 200
     temperature: float = 0.7
     stop: tuple[str, ...] = ()
+    json_mode: bool = False  # the reply must be one JSON object (engines with ``json_mode``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +154,7 @@ class LlmCapabilities:
     streaming: bool = True
     context_tokens: int = 4096
     remote: bool = False
+    json_mode: bool = False  # can constrain a reply to valid JSON (a grammar, or the server's)
 
 
 class ChatModel(Engine, Protocol):
@@ -139,6 +169,37 @@ class ChatModel(Engine, Protocol):
 
     def count_tokens(self, text: str) -> int:
         """Tokens ``text`` takes in this model's context (an estimate for remote models)."""
+
+
+class TextTurnDetector(Protocol):
+    """Optional ChatModel capability: how likely the user's turn ends after their words."""
+
+    async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """P(end of turn) after ``messages`` (the last: the user's words so far); None: unknown."""
+
+
+async def text_end_of_turn(llm: object, messages: Sequence[ChatMessage]) -> float | None:
+    """The chat model's end-of-turn probability, or None for engines without the capability."""
+    method = getattr(llm, "end_of_turn_probability", None)
+    return None if method is None else await method(messages)
+
+
+# --- end of turn ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TurnCapabilities:
+    sample_rate: int
+    window_s: float  # how much of the utterance's end the model looks at
+
+
+class TurnAnalyzer(Engine, Protocol):
+    """Acoustic end of turn: does the utterance so far sound finished?"""
+
+    capabilities: TurnCapabilities
+
+    async def completion_probability(self, audio: PcmAudio) -> float:
+        """P(the turn is complete) from the utterance so far (mono, any sample rate)."""
 
 
 # --- text to speech -------------------------------------------------------------------------

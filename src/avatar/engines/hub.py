@@ -15,7 +15,13 @@ from typing import Any
 
 import psutil
 
-from avatar.engines.base import ChatModel, SpeakerEncoder, SpeechToText, VoiceActivityDetector
+from avatar.engines.base import (
+    ChatModel,
+    SpeakerEncoder,
+    SpeechToText,
+    TurnAnalyzer,
+    VoiceActivityDetector,
+)
 from avatar.engines.health import EngineHealth
 from avatar.engines.registry import EngineKind, create_engine
 from avatar.engines.tts.modes import TtsModes
@@ -24,7 +30,7 @@ from avatar.models.store import ModelStore
 from avatar.settings import Settings
 from avatar.system.placement import apply_placement, plan_for_settings
 
-SLOTS: tuple[str, ...] = ("stt", "llm", "tts.fast", "tts.hq", "speaker", "vad")
+SLOTS: tuple[str, ...] = ("stt", "llm", "tts.fast", "tts.hq", "speaker", "vad", "turn")
 
 
 @dataclass(slots=True)
@@ -80,6 +86,7 @@ class EngineHub:
             ),
             "speaker": SlotState("speaker", settings.speaker.engine, None),
             "vad": SlotState("vad", settings.vad.engine, None),
+            "turn": SlotState("turn", settings.turn.engine or None, settings.turn.model),
         }
 
     # --- access -------------------------------------------------------------------------------
@@ -111,6 +118,7 @@ class EngineHub:
             "tts.fast": ("tts", s.tts.fast),
             "speaker": ("speaker", s.speaker),
             "vad": ("vad", s.vad),
+            "turn": ("turn", s.turn),
         }
         return configs[slot]
 
@@ -147,6 +155,13 @@ class EngineHub:
     @property
     def speaker(self) -> SpeakerEncoder:
         return self._get("speaker")  # type: ignore[no-any-return]
+
+    @property
+    def turn(self) -> TurnAnalyzer | None:
+        """The acoustic end-of-turn model; None when ``turn.engine`` is empty."""
+        if not self.states["turn"].engine:
+            return None
+        return self._get("turn")  # type: ignore[no-any-return]
 
     def new_vad(self) -> VoiceActivityDetector:
         """A fresh VAD for one audio stream (VADs are stateful)."""

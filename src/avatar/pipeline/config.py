@@ -17,6 +17,9 @@ class SessionConfig:
     system_prompt: str | None = None
     hands_free: bool = True
     backchannel_ms: float = 600.0  # speech shorter than this during a reply does not interrupt
+    # How Chinese is written when the language is detected or plain "zh": the UI's zh-TW sends
+    # "traditional", so detected Mandarin is answered in Traditional characters.
+    chinese_script: str | None = None  # "traditional" | "simplified" | None (Simplified)
 
     def public(self) -> PublicConfig:
         return PublicConfig(
@@ -36,6 +39,7 @@ class ConfigChange:
     voice_profile_id: str | None = None
     system_prompt: str | None = None
     hands_free: bool | None = None
+    chinese_script: str | None = None
 
     def changes(self) -> dict[str, object]:
         named = {f.name: getattr(self, f.name) for f in fields(self)}

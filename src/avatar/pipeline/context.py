@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from avatar.engines.base import ChatMessage
+from avatar.pipeline.prompts import localized_prompt
 
 INTERRUPTED_MARKER = "…"
 
@@ -48,16 +49,29 @@ class ConversationContext:
         self.interrupted_marker = interrupted_marker
         self._count = count_tokens
         self._turns: list[_Turn] = []
+        self._language: str | None = None
         self.system_prompt = system_prompt
 
     @property
     def system_prompt(self) -> str:
-        return self._system.content
+        """The prompt as configured (before it is written for the turn's language)."""
+        return self._prompt
 
     @system_prompt.setter
     def system_prompt(self, text: str) -> None:
-        self._system = ChatMessage("system", text)
+        self._prompt = text
+        self._system = ChatMessage("system", localized_prompt(text, self._language))
         self._system_tokens = self._cost(self._system)
+
+    @property
+    def language(self) -> str | None:
+        """The language of the turn being answered: the system prompt is written for it."""
+        return self._language
+
+    @language.setter
+    def language(self, tag: str | None) -> None:
+        self._language = tag
+        self.system_prompt = self._prompt
 
     @property
     def history(self) -> list[ChatMessage]:

@@ -9,6 +9,11 @@ Three kinds are dropped:
   common short phrases such as ``Thank you.``, ``you``, ``Bye.``, ``谢谢观看``, and short loops.
 
 A real "thank you" in clear speech is kept.
+
+Dropping is silent only for short sounds (a cough, a click, "uh"). When the endpointer measured
+long speech and nothing usable came back, :func:`unheard_speech` raises
+:class:`SpeechNotRecognized`, sent to the client as a typed ``error`` event: a turn never
+vanishes without a word (issue 14: 9.5 s of Mandarin gave no transcript, no reply, no error).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from avatar.errors import AvatarError
 from avatar.pipeline.chunker import is_cjk
 
 # Sound annotations Whisper writes for non-speech: [Music], (upbeat music), *laughs*, 【音乐】.
@@ -43,6 +49,8 @@ _ALWAYS = (
     "優優獨播劇場",
     "优优独播剧场",
     "yoyotelevisionseries",
+    "小铃铛",  # "turn on the little bell" (subscribe): Whisper's Mandarin noise phrase
+    "小鈴鐺",
     "likeandsubscribe",
     "pleasesubscribe",
     "dontforgettosubscribe",
@@ -68,6 +76,31 @@ _NO_SPEECH_SUSPECT = 0.3
 _VERY_SHORT_MS = 350.0
 _SHORT_MS = 1000.0
 _MAX_NGRAM = 16
+# Voiced speech at least this long is never dropped in silence (a long cough or laugh is rare;
+# a sentence heard as nothing must be said again, so the user has to be told).
+REPORT_UNHEARD_MS = 1500.0
+
+
+class SpeechNotRecognized(AvatarError):
+    """The user spoke, but speech recognition made out no words (or only invented ones)."""
+
+    code = "speech_not_recognized"
+    http_status = 422
+
+
+def unheard_speech(speech_ms: float | None, text: str) -> None:
+    """Raise :class:`SpeechNotRecognized` when ``speech_ms`` of speech gave no usable ``text``.
+
+    Call it for a transcript that was empty or judged invented; short sounds pass silently.
+    """
+    if speech_ms is None or speech_ms < REPORT_UNHEARD_MS:
+        return
+    heard = f" (only {text.strip()[:40]!r}, which speech recognition invents on noise)"
+    raise SpeechNotRecognized(
+        f"heard {speech_ms / 1000:.1f} s of speech but could not make out any words"
+        + (heard if text.strip() else ""),
+        hint="please say it again, closer to the microphone or with less background noise",
+    )
 
 
 def is_hallucination(

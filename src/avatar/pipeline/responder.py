@@ -1,8 +1,9 @@
 """The reply stage of a turn: LLM deltas → speakable chunks → TTS audio, all streamed.
 
-Three tasks in a TaskGroup over a bounded channel: the LLM streams tokens (sent to the client as
-``ReplyText``) into a chunker; released chunks go to TTS; audio is emitted as soon as each piece
-exists. Cancelling the group (barge-in) stops LLM and TTS at their next token or chunk.
+Three tasks in a TaskGroup over a bounded channel: the LLM streams tokens (Chinese converted to
+the user's script, sent to the client as ``ReplyText``) into a chunker; released chunks go to
+TTS; audio is emitted as soon as each piece exists. Cancelling the group (barge-in) stops LLM
+and TTS at their next token or chunk.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from avatar.pipeline.chunker import TextChunker
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.events import Emit, ReplyText
 from avatar.pipeline.turn import SpokenChunk, Turn
+from avatar.text.script import ScriptStream
 
 AudioSink = Callable[[Turn, bytes, int, str], Awaitable[None]]
 
@@ -63,17 +65,16 @@ async def _generate(
     chunker = TextChunker()
     attempts = 0
     while True:
+        script = ScriptStream(plan.language)  # Chinese in the user's script, phrase-safe
         try:
             with plan.health.watch("llm"):
                 async for delta in plan.llm.stream_chat(plan.messages, plan.options):
                     if "llm_first_token_ms" not in turn.metrics:
                         turn.metrics["llm_first_token_ms"] = plan.ms_since_t0()
                         plan.health.worked("llm")
-                    turn.reply_text += delta
-                    await emit_token(ReplyText(delta, turn.id))
-                    for piece in chunker.push(delta):
-                        await _release(turn, plan, out, piece)
+                    await _text(turn, plan, chunker, out, emit_token, script.push(delta))
             plan.health.worked("llm")
+            await _text(turn, plan, chunker, out, emit_token, script.flush())
             break
         except EngineFailed as exc:
             # At most one retry, and only before anything reached the user.
@@ -83,6 +84,23 @@ async def _generate(
     for piece in chunker.flush():
         await _release(turn, plan, out, piece)
     await out.put(None)
+
+
+async def _text(
+    turn: Turn,
+    plan: ReplyPlan,
+    chunker: TextChunker,
+    out: asyncio.Queue[str | None],
+    emit_token: Emit,
+    text: str,
+) -> None:
+    """Reply text (already in the user's script) to the client, the reply and the chunker."""
+    if not text:
+        return
+    turn.reply_text += text
+    await emit_token(ReplyText(text, turn.id))
+    for piece in chunker.push(text):
+        await _release(turn, plan, out, piece)
 
 
 async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None], piece: str) -> None:

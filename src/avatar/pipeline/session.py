@@ -22,7 +22,6 @@ import numpy as np
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import GenerationOptions, VoiceActivityDetector, VoiceRef
 from avatar.engines.hub import EngineHub
-from avatar.engines.tts.language import detect_text_language
 from avatar.errors import AvatarError
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
@@ -46,13 +45,20 @@ from avatar.pipeline.events import (
     TurnEnd,
 )
 from avatar.pipeline.generation import Generation
-from avatar.pipeline.hallucinations import is_hallucination
+from avatar.pipeline.hallucinations import is_hallucination, unheard_speech
+from avatar.pipeline.language import (
+    session_language,
+    stt_language,
+    turn_language,
+    with_chinese_script,
+)
 from avatar.pipeline.listener import Listener
 from avatar.pipeline.partials import PartialTranscripts
 from avatar.pipeline.playback import PlaybackClock
 from avatar.pipeline.responder import ReplyPlan, run_reply
 from avatar.pipeline.turn import Turn, TurnState
 from avatar.pipeline.utterance import FRAME_MS
+from avatar.text.script import to_script
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
 
@@ -82,8 +88,10 @@ class TurnRecorder(Protocol):
     ) -> int | None:
         """Store the turn; returns its index in the session."""
 
-    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
-        """A stored turn was cut off while its audio was still playing."""
+    async def mark_interrupted(
+        self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
+    ) -> None:
+        """A stored turn was cut off while its audio played (heard up to ``heard_ms``)."""
 
 
 class VoiceResolver(Protocol):
@@ -140,8 +148,8 @@ class VoiceSession:
     async def configure(self, change: ConfigChange) -> None:
         """Change the session; a bad value raises (AvatarError) and changes nothing."""
         changes = change.changes()
-        if changes.get("language") == "auto":
-            changes["language"] = None
+        if "language" in changes:  # checked (unknown tags refused), "auto" -> None
+            changes["language"] = session_language(str(changes["language"]))
             self._detected_language = None
         if changes.get("voice_profile_id") and self.voices is not None:
             await self.voices.voice(str(changes["voice_profile_id"]))  # unknown id: error
@@ -270,7 +278,9 @@ class VoiceSession:
         await self._emit(Interrupted(turn.id, heard, reason))
         if self.recorder is not None and turn.stored_index is not None:
             try:
-                await self.recorder.mark_interrupted(self.session_id, turn.stored_index, heard)
+                await self.recorder.mark_interrupted(
+                    self.session_id, turn.stored_index, heard, turn.played_ms
+                )
             except Exception:
                 log.exception("could not mark turn %s interrupted", turn.id)
 
@@ -299,7 +309,7 @@ class VoiceSession:
             if text is None:
                 return
             turn.user_text = text
-            turn.language = self._language() or detect_text_language(text)
+            turn.language = turn.language or self._turn_language(None, text)
             await self._reply(turn)
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
             await self._finish_turn(turn)
@@ -308,29 +318,38 @@ class VoiceSession:
         except Exception as raised:
             await self._turn_failed(turn, raised)
 
+    def _turn_language(self, detected: str | None, text: str) -> str:
+        """The turn's language tag, Chinese in the script the user reads."""
+        language = turn_language(self.config.language, detected, text)
+        return with_chinese_script(language, self.config.chinese_script)
+
     def _language(self) -> str | None:
-        """The language STT and TTS use: the configured one, else the one detected first."""
-        return self.config.language or self._detected_language
+        """The language partial transcripts use: the configured one, else the last detected."""
+        return stt_language(self.config.language) or self._detected_language
 
     async def _transcribe(self, turn: Turn, audio: PcmAudio) -> str | None:
         start = self.clock.now()
-        # Language detection costs Whisper ~0.5 s a turn: detect once, then keep it (a config
-        # message with language "auto" detects again).
+        # The language follows the user turn by turn (Whisper reads it off the encoder pass it
+        # makes anyway); a configured language overrides detection.
+        language = stt_language(self.config.language)
         with self.hub.health.watch("stt"):
-            result = await self.hub.stt.transcribe(audio, language=self._language())
+            result = await self.hub.stt.transcribe(audio, language=language)
         self.hub.health.worked("stt")
         turn.metrics["stt_ms"] = round((self.clock.now() - start) * 1000, 1)
         text = result.text.strip()
+        speech_ms = turn.metrics.get("user_speech_ms")
         if not text or is_hallucination(
-            text,
-            no_speech_probability=result.no_speech_probability,
-            speech_ms=turn.metrics.get("user_speech_ms"),
+            text, no_speech_probability=result.no_speech_probability, speech_ms=speech_ms
         ):
+            unheard_speech(speech_ms or audio.duration_s * 1000, text)  # long: error, not silence
             return None  # noise or silence: no phantom turn
+        turn.language = self._turn_language(result.language, text)
+        text = to_script(text, turn.language)  # in the user's script, as the reply is
         if self._overlapped and self.echo.is_echo(text):
+            log.info("turn %s: transcript dropped as echo of the reply", turn.id)
             return None  # AVATAR hearing itself through the speakers
-        self._detected_language = self._detected_language or result.language
-        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=result.language))
+        self._detected_language = result.language or self._detected_language
+        await self._emit(Transcript(text, final=True, turn_id=turn.id, language=turn.language))
         return text
 
     async def _reply(self, turn: Turn) -> None:
@@ -339,6 +358,7 @@ class VoiceSession:
         voice = None
         if self.config.voice_profile_id and self.voices:
             voice = await self.voices.voice(self.config.voice_profile_id)
+        self.context.language = turn.language  # the system prompt in the turn's language
         self.context.add_user(turn.user_text)
         cfg = self.hub.settings.llm
         plan = ReplyPlan(

@@ -88,6 +88,14 @@ def _latencies(metrics: dict[str, Any]) -> str:
     return " · ".join(parts)
 
 
+def _heard_label(turn: TurnRow) -> str:
+    """ "Interrupted by the user after 1.2 s of 4.0 s; they heard:" (times when known)."""
+    if turn.heard_ms is None:
+        return "Interrupted by the user; they heard:"
+    whole = f" of {turn.assistant_audio_s:.1f} s" if turn.assistant_audio_s is not None else ""
+    return f"Interrupted by the user after {turn.heard_ms / 1000:.1f} s{whole}; they heard:"
+
+
 def to_markdown(stored: StoredSession) -> str:
     """A transcript for people: a header, then each turn's user and assistant text."""
     detail = stored.session
@@ -116,7 +124,7 @@ def to_markdown(stored: StoredSession) -> str:
             "",
         ]
         if turn.interrupted:
-            out += ["*Interrupted by the user; they heard:*", "", _quote(turn.heard_text or ""), ""]
+            out += [f"*{_heard_label(turn)}*", "", _quote(turn.heard_text or ""), ""]
         if latencies := _latencies(turn.metrics):
             out += [f"*Latency: {latencies}*", ""]
     return "\n".join(out)

@@ -35,13 +35,19 @@ def engine_messages(messages: Sequence[tuple[str, str]], system_prompt: str) -> 
 
 
 def generation_options(
-    cfg: LlmSettings, max_tokens: int | None, temperature: float | None, stop: tuple[str, ...]
+    cfg: LlmSettings,
+    max_tokens: int | None,
+    temperature: float | None,
+    stop: tuple[str, ...],
+    *,
+    json_mode: bool = False,
 ) -> GenerationOptions:
     """The request's options, the configured ones where it gives none."""
     return GenerationOptions(
         max_tokens=max_tokens or cfg.max_tokens,
         temperature=cfg.temperature if temperature is None else temperature,
         stop=stop,
+        json_mode=json_mode,
     )
 
 

@@ -1,5 +1,9 @@
 """Stores each finished voice turn: audio files first, then one row that points at them.
 
+The reply is stored whole (text and audio as generated and sent). For an interrupted turn what
+the user heard is kept beside it, as text and as a position in the audio (``heard_ms``); playback
+reports of a turn that ran to its end change nothing stored.
+
 Files are written (temp, fsync, rename) before the row that names them is committed, so a crash
 leaves at worst an orphan file, never a row pointing at a missing file.
 """
@@ -22,9 +26,11 @@ class StorageTurnRecorder:
     def __init__(self, db: Database, audio: AudioStore) -> None:
         self.db, self.audio = db, audio
 
-    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
+    async def mark_interrupted(
+        self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
+    ) -> None:
         async with self.db.write() as session:
-            await Conversations(session).mark_interrupted(session_id, index, heard_text)
+            await Conversations(session).mark_interrupted(session_id, index, heard_text, heard_ms)
 
     async def record(
         self,
@@ -40,18 +46,18 @@ class StorageTurnRecorder:
                 self.audio.save, "raw", encode_wav(user_audio), ".wav"
             )
             user_s = round(user_audio.duration_s, 3)
-        reply = _join(reply_audio, turn)
+        reply = _join(reply_audio)
         if reply is not None:
             category = "tts_hq" if turn.tts_mode == "hq" else "tts_fast"
             reply_rel = await asyncio.to_thread(
                 self.audio.save, category, encode_wav(reply), ".wav"
             )
             reply_s = round(reply.duration_s, 3)
-        heard = turn.heard_text() if interrupted else None
         row = NewTurn(
             user_text=turn.user_text,
-            assistant_text=heard if interrupted else turn.reply_text,
-            heard_text=heard,
+            assistant_text=turn.reply_text,
+            heard_text=turn.heard_text() if interrupted else None,
+            heard_ms=heard_position(turn) if interrupted else None,
             language=turn.language,
             interrupted=interrupted,
             user_audio=user_rel,
@@ -77,12 +83,16 @@ class StorageTurnRecorder:
         return stored.index
 
 
-def _join(chunks: list[tuple[bytes, int]], turn: Turn) -> PcmAudio | None:
-    """The reply audio as the user heard it (cut at the playback position when interrupted)."""
+def heard_position(turn: Turn) -> float:
+    """How far into the reply audio the user heard (ms): the reported position, else all sent."""
+    position = turn.played_ms if turn.played_ms is not None else turn.sent_ms
+    return round(position, 1)
+
+
+def _join(chunks: list[tuple[bytes, int]]) -> PcmAudio | None:
+    """The whole reply audio as sent: never cut, whatever the client reported playing."""
     if not chunks:
         return None
     rate = chunks[0][1]
     samples = np.frombuffer(b"".join(pcm for pcm, r in chunks if r == rate), dtype="<i2")
-    if turn.played_ms is not None:
-        samples = samples[: int(turn.played_ms * rate / 1000)]
     return PcmAudio(samples.astype(np.float32) / 32768.0, rate)

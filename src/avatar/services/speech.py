@@ -12,6 +12,7 @@ from avatar.engines.base import ChatMessage, GenerationOptions, Transcript, Voic
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
 from avatar.errors import EmptyAudio
+from avatar.pipeline.prompts import localized_prompt
 
 
 async def transcribe_bytes(
@@ -37,8 +38,10 @@ def ask(
 ) -> AsyncIterator[str]:
     """Stream the LLM's answer to ``question`` as text deltas."""
     cfg = hub.settings.llm
+    language = detect_text_language(question)
     messages = [
-        ChatMessage("system", system_prompt or cfg.system_prompt),
+        # the prompt in the question's language: the small default model follows that
+        ChatMessage("system", localized_prompt(system_prompt or cfg.system_prompt, language)),
         *(history or []),
         ChatMessage("user", question),
     ]

@@ -15,6 +15,7 @@ from avatar.storage.errors import Conflict, NotFound
 from avatar.storage.inputs import (
     NewTurn,
     TtsMode,
+    check_heard_ms,
     check_options,
     check_session_id,
     make_title,
@@ -119,6 +120,7 @@ class Conversations:
     async def add_turn(self, session_id: str, turn: NewTurn) -> TurnRow:
         """Store a turn with the next index of its session; concurrent calls never collide."""
         check_options(turn.language, turn.tts_mode)
+        check_heard_ms(turn.heard_ms)
         now = utcnow()
         # The UPDATE takes the session's row lock (Postgres) / the write lock (SQLite) first,
         # so the returned count is the next free index even under concurrent writers.
@@ -143,6 +145,7 @@ class Conversations:
             user_text=clean_text(turn.user_text),
             assistant_text=clean_text(turn.assistant_text),
             heard_text=None if turn.heard_text is None else clean_text(turn.heard_text),
+            heard_ms=turn.heard_ms,
             language=turn.language,
             interrupted=turn.interrupted,
             user_audio=turn.user_audio,
@@ -156,13 +159,15 @@ class Conversations:
         await self.session.flush()
         return row
 
-    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
-        """The user talked over a reply still playing: keep only what was heard."""
+    async def mark_interrupted(
+        self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
+    ) -> None:
+        """The user talked over a reply still playing: note what was heard, keep the whole reply."""
         heard = clean_text(heard_text)
         result = await self.session.execute(
             update(TurnRow)
             .where(TurnRow.session_id == session_id, TurnRow.index == index)
-            .values(interrupted=True, heard_text=heard, assistant_text=heard)
+            .values(interrupted=True, heard_text=heard, heard_ms=check_heard_ms(heard_ms))
             .execution_options(synchronize_session=False)
         )
         if not result.rowcount:  # type: ignore[attr-defined]

@@ -27,6 +27,7 @@ class NewTurn:
     user_text: str = ""
     assistant_text: str = ""
     heard_text: str | None = None
+    heard_ms: float | None = None  # playback position the user heard up to, when interrupted
     language: str | None = None
     interrupted: bool = False
     user_audio: str | None = None
@@ -55,6 +56,13 @@ def check_options(language: str | None, tts_mode: str) -> None:
         raise InvalidInput(f"language must be 1-{LANGUAGE_CHARS} characters (e.g. 'en', 'zh')")
     if tts_mode not in TTS_MODES:
         raise InvalidInput(f"tts_mode must be one of {', '.join(TTS_MODES)}, got {tts_mode!r}")
+
+
+def check_heard_ms(heard_ms: float | None) -> float | None:
+    """A heard position in ms: finite and >= 0, or None."""
+    if heard_ms is not None and not (math.isfinite(heard_ms) and heard_ms >= 0):
+        raise InvalidInput(f"heard_ms must be a finite number >= 0, got {heard_ms}")
+    return heard_ms
 
 
 def make_title(user_text: str) -> str | None:

@@ -7,6 +7,10 @@ every term. No character of the query is ever parsed as syntax:
   trigram index, one column at a time; shorter terms use ``LIKE`` with ``\\``-escaped wildcards
   (the trigram index cannot serve them).
 - Postgres: every term is ``ILIKE '%term%'`` with escaped wildcards, served by pg_trgm GIN indexes.
+
+A Chinese term matches in either script: it stands for any of its spellings (Traditional,
+Simplified, Taiwan or mainland phrasing, from OpenCC), so "欢迎" finds "歡迎" and "软件" finds
+"軟體". Turns are stored in the script their session used, one script per turn.
 """
 
 from __future__ import annotations
@@ -22,16 +26,19 @@ from sqlalchemy import (
     column,
     func,
     literal,
+    or_,
     select,
     table,
     union_all,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from avatar.storage.common import Page, check_paging, clean_text
 from avatar.storage.errors import InvalidInput
 from avatar.storage.snippets import highlight
 from avatar.storage.tables import TurnRow
+from avatar.text.script import script_variants
 
 Role = Literal["user", "assistant"]
 MAX_QUERY_CHARS = 200
@@ -75,17 +82,27 @@ def fts5_phrase(term: str) -> str:
 
 def _conditions(dialect: str, role: Role, terms: list[str]) -> list[ColumnElement[bool]]:
     text_column = TurnRow.user_text if role == "user" else TurnRow.assistant_text
+    spellings = [script_variants(t) for t in terms]
     if dialect != "sqlite":
-        return [text_column.ilike(f"%{escape_like(t)}%", escape="\\") for t in terms]
-    long_terms = [t for t in terms if len(t) >= TRIGRAM]
-    conditions: list[ColumnElement[bool]] = [
-        text_column.like(f"%{escape_like(t)}%", escape="\\") for t in terms if len(t) < TRIGRAM
-    ]
+        return [_any_like(text_column, variants, ilike=True) for variants in spellings]
+    long_terms = [v for v in spellings if min(map(len, v)) >= TRIGRAM]
+    conditions = [_any_like(text_column, v) for v in spellings if min(map(len, v)) < TRIGRAM]
     if long_terms:
-        match = " AND ".join(f"{role}_text : {fts5_phrase(t)}" for t in long_terms)
+        match = " AND ".join(
+            f"{role}_text : ({' OR '.join(fts5_phrase(t) for t in variants)})"
+            for variants in long_terms
+        )
         rowids = select(_FTS.c.rowid).where(_FTS.c.turns_fts.op("MATCH")(match))
         conditions.append(TurnRow.id.in_(rowids))
     return conditions
+
+
+def _any_like(
+    text_column: InstrumentedAttribute[str], variants: list[str], *, ilike: bool = False
+) -> ColumnElement[bool]:
+    """The column contains one of ``variants`` (``LIKE``, or ``ILIKE`` for Postgres)."""
+    match = text_column.ilike if ilike else text_column.like
+    return or_(*(match(f"%{escape_like(v)}%", escape="\\") for v in variants))
 
 
 def _side(dialect: str, role: Role, terms: list[str]) -> Select[int, str, int, str, str, datetime]:
@@ -117,9 +134,10 @@ async def search_turns(
         .offset(offset)
         .limit(page_size)
     )
+    marks = [v for t in terms for v in script_variants(t)]
     items = [
         SearchHit(
-            row.session_id, row.turn_index, row.role, highlight(row.text, terms), row.created_at
+            row.session_id, row.turn_index, row.role, highlight(row.text, marks), row.created_at
         )
         for row in rows
     ]

@@ -102,6 +102,7 @@ class TurnRow(Base):
     user_text: Mapped[str] = mapped_column(Text, default="")
     assistant_text: Mapped[str] = mapped_column(Text, default="")
     heard_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    heard_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
     language: Mapped[str | None] = mapped_column(String(16), nullable=True)
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
     user_audio: Mapped[str | None] = mapped_column(String(255), nullable=True)

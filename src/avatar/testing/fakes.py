@@ -134,10 +134,11 @@ class RecordedTurn:
     """What a :class:`MemoryRecorder` stored for one turn."""
 
     user_text: str
-    assistant_text: str
+    assistant_text: str  # the whole reply, as services/recorder.py stores it
     heard_text: str | None
     interrupted: bool
     reply_audio_ms: float
+    heard_ms: float | None = None
 
 
 @dataclass
@@ -156,10 +157,14 @@ class MemoryRecorder:
     ) -> int:
         heard = turn.heard_text() if interrupted else None
         audio_ms = sum(len(pcm) / 2 / rate * 1000 for pcm, rate in reply_audio)
-        text = heard if interrupted and heard is not None else turn.reply_text
-        self.turns.append(RecordedTurn(turn.user_text, text, heard, interrupted, audio_ms))
+        heard_ms = turn.played_ms if interrupted else None
+        self.turns.append(
+            RecordedTurn(turn.user_text, turn.reply_text, heard, interrupted, audio_ms, heard_ms)
+        )
         return len(self.turns) - 1
 
-    async def mark_interrupted(self, session_id: str, index: int, heard_text: str) -> None:
+    async def mark_interrupted(
+        self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
+    ) -> None:
         stored = self.turns[index]
-        stored.interrupted, stored.heard_text, stored.assistant_text = True, heard_text, heard_text
+        stored.interrupted, stored.heard_text, stored.heard_ms = True, heard_text, heard_ms

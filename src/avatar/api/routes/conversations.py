@@ -60,7 +60,7 @@ def attachment(name: str) -> dict[str, str]:
     return {"Content-Disposition": f'attachment; filename="{name}"'}
 
 
-@router.get("/sessions", dependencies=[Reader, limit("20/minute")])
+@router.get("/sessions", dependencies=[Reader, limit("reads")])
 async def list_sessions(
     service: Service, page: PageNumber = 1, page_size: PageSize = 20
 ) -> SessionPage:
@@ -68,7 +68,7 @@ async def list_sessions(
     return SessionPage.from_page(await service.list_sessions(page, page_size))
 
 
-@router.get("/sessions/search", dependencies=[Reader, limit("15/minute")])
+@router.get("/sessions/search", dependencies=[Reader, limit("search")])
 async def search(
     service: Service,
     query: Annotated[str, Query(max_length=200, description="Words to find, taken literally.")],
@@ -83,13 +83,13 @@ async def search(
     return SearchPage.from_page(query, await service.search(query, page, page_size))
 
 
-@router.get("/sessions/stats", dependencies=[Reader, limit("10/minute")])
+@router.get("/sessions/stats", dependencies=[Reader, limit("search")])
 async def stats(service: Service) -> StatsPublic:
     """Sessions, turns, audio minutes, and average / p95 of each stage latency."""
     return StatsPublic.from_stats(await service.stats())
 
 
-@router.get("/{session_id}", dependencies=[Reader, limit("30/minute")], responses=NOT_FOUND)
+@router.get("/{session_id}", dependencies=[Reader, limit("reads")], responses=NOT_FOUND)
 async def get_session(service: Service, session_id: SessionId) -> SessionDetail:
     """One session with all its turns: texts, what was heard, metrics, audio durations and URLs."""
     return SessionDetail.from_stored(await service.get_session(session_id))
@@ -97,7 +97,7 @@ async def get_session(service: Service, session_id: SessionId) -> SessionDetail:
 
 @router.get(
     "/{session_id}/audio/{turn}",
-    dependencies=[Reader, limit("10/minute")],
+    dependencies=[Reader, limit("reads")],
     response_class=FileResponse,
     responses={
         200: {"content": {"audio/wav": {}}, "description": "The turn's audio."},
@@ -125,7 +125,7 @@ async def turn_audio(
 
 @router.post(
     "/{session_id}/export",
-    dependencies=[Writer, limit("3/minute")],
+    dependencies=[Writer, limit("export")],
     response_class=Response,
     responses={
         200: {
@@ -154,7 +154,7 @@ async def export(
 @router.delete(
     "/{session_id}",
     status_code=204,
-    dependencies=[Writer, limit("5/minute")],
+    dependencies=[Writer, limit("writes")],
     response_class=Response,
     responses=NOT_FOUND,
 )

@@ -16,7 +16,7 @@ router = APIRouter(tags=["system"])
 MIN_FREE_DISK_MB = 500
 
 
-@router.get("/health", dependencies=[limit("30/minute")])
+@router.get("/health", dependencies=[limit("health")])
 async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, Any]:
     """``ok``, or ``degraded`` with the reason: database down, a model failed to load, an
     engine's calls are failing (a remote server down or erroring), disk nearly full."""

@@ -2,7 +2,7 @@
 AVATAR's engines: transcription, speech, chat completions (whole or streamed) and the model list.
 
 Authentication is AVATAR's API token as the SDK's ``api_key`` (``Authorization: Bearer``).
-Rate limits per client: 30/minute for each audio and chat route, 60/minute for the model list.
+Rate limits per client and route are settings (``AVATAR_RATE_LIMITS__CHAT`` …, see settings).
 Model names are not enforced: AVATAR answers with its configured engines whatever the request
 names ("whisper-1", "tts-1", "gpt-4o-mini" all work); ``tts-1-hd`` uses the hq TTS when one is
 configured. Errors have OpenAI's shape (see :mod:`avatar.api.routes.openai_errors`).
@@ -24,6 +24,8 @@ from avatar.api.routes.openai_errors import (
     UPLOAD_LIMIT,
     OpenAIRoute,
     error_body,
+    model_not_found,
+    unsupported_parameter,
     upload_too_large,
 )
 from avatar.api.schemas.openai import (
@@ -34,29 +36,34 @@ from avatar.api.schemas.openai import (
     Choice,
     ChunkChoice,
     Delta,
+    Granularity,
     ModelListPublic,
     ModelPublic,
     SpeechCreate,
     TranscriptionFormat,
     TranscriptionPublic,
+    TranscriptionSegment,
     TranscriptionVerbosePublic,
+    TranscriptionWord,
     Usage,
     chat_stream_event,
 )
 from avatar.api.state import AppState
 from avatar.audio.decode import AudioLimits, decode_audio
-from avatar.engines.base import ChatModel
+from avatar.engines.base import ChatModel, TimedTranscript
 from avatar.errors import AvatarError
-from avatar.services import openai_chat, openai_speech
+from avatar.models.catalog import aliases_of
+from avatar.services import openai_chat, openai_speech, subtitles
 
 router = APIRouter(prefix="/v1", tags=["openai"], route_class=OpenAIRoute)
 State = Annotated[AppState, Depends(app_state)]
 AUDIO_LIMITS = AudioLimits(max_bytes=UPLOAD_LIMIT, max_duration_s=300.0)
 READ_BLOCK = 1 << 20
+JSON = "application/json"
 
 
 def _responses(*statuses: int, ok: dict[str, Any] | None = None) -> dict[int | str, Any]:
-    out: dict[int | str, Any] = {s: ERROR_RESPONSES[s] for s in (401, 422, 429, *statuses)}
+    out: dict[int | str, Any] = {s: ERROR_RESPONSES[s] for s in (400, 401, 429, *statuses)}
     if ok is not None:
         out[200] = ok
     return out
@@ -74,7 +81,7 @@ async def _read_upload(file: UploadFile) -> bytes:
 
 @router.post(
     "/audio/transcriptions",
-    dependencies=[Writer, Depends(rate_limit("30/minute"))],
+    dependencies=[Writer, Depends(rate_limit("transcription"))],
     response_model=TranscriptionPublic | TranscriptionVerbosePublic,
     responses=_responses(
         413, 415, 503, ok={"content": {"text/plain": {"schema": {"type": "string"}}}}
@@ -84,36 +91,79 @@ async def create_transcription(
     state: State,
     file: Annotated[
         UploadFile,
-        File(description="Audio: wav, flac, ogg, opus, webm or mp3; 25 MiB and 300 s at most."),
+        File(
+            description="Audio: wav, flac, ogg, opus, webm, mp3, m4a/mp4 or aac;"
+            " 25 MiB and 300 s at most."
+        ),
     ],
     model: Annotated[str, Form(min_length=1, max_length=200, examples=["whisper-1"])],
     language: Annotated[str | None, Form(min_length=1, max_length=16)] = None,
     prompt: Annotated[str | None, Form(max_length=4096, description="Accepted, ignored.")] = None,
     response_format: Annotated[TranscriptionFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0, description="Accepted, ignored.")] = 0.0,
+    granularities: Annotated[
+        list[Granularity] | None,
+        Form(
+            alias="timestamp_granularities[]",
+            description="With verbose_json: `segment` (always given) and/or `word`.",
+        ),
+    ] = None,
 ) -> Response:
-    """Transcribe an audio file (OpenAI's ``audio.transcriptions.create``). 30/minute."""
+    """Transcribe an audio file (OpenAI's ``audio.transcriptions.create``): plain text, JSON,
+    ``verbose_json`` with timed segments (and words on request), SRT or WebVTT subtitles."""
+    words = "word" in (granularities or ())
+    if words and response_format != "verbose_json":
+        raise unsupported_parameter("timestamp_granularities", "word times need verbose_json")
+    if words and not subtitles.has_word_timestamps(state.hub.stt):
+        raise unsupported_parameter("timestamp_granularities", "this STT engine has no word times")
     data = await _read_upload(file)
     # Decoding is CPU work: off the event loop, so voice sessions keep streaming meanwhile.
     audio = await asyncio.to_thread(decode_audio, data, limits=AUDIO_LIMITS, target_rate=16_000)
-    transcript = await state.hub.stt.transcribe(audio, language=language)
-    text = transcript.text.strip()
-    if response_format == "text":
-        return PlainTextResponse(text)
-    if response_format == "verbose_json":
-        body: Any = TranscriptionVerbosePublic(
-            language=transcript.language or language or "",
-            duration=transcript.duration_s,
-            text=text,
+    if response_format in ("json", "text"):
+        text = (await state.hub.stt.transcribe(audio, language=language)).text.strip()
+        if response_format == "text":
+            return PlainTextResponse(text)
+        return Response(TranscriptionPublic(text=text).model_dump_json(), media_type=JSON)
+    timed = await subtitles.timed_transcript(state.hub.stt, audio, language=language, words=words)
+    if response_format == "srt":
+        return PlainTextResponse(subtitles.srt(timed.segments))
+    if response_format == "vtt":
+        return PlainTextResponse(subtitles.vtt(timed.segments), media_type="text/vtt")
+    return Response(_verbose(timed, language, words).model_dump_json(), media_type=JSON)
+
+
+def _verbose(
+    timed: TimedTranscript, language: str | None, words: bool
+) -> TranscriptionVerbosePublic:
+    segments = [
+        TranscriptionSegment(
+            id=n,
+            start=s.start,
+            end=s.end,
+            text=s.text,
+            avg_logprob=s.avg_logprob,
+            compression_ratio=s.compression_ratio,
+            no_speech_prob=s.no_speech_prob,
         )
-    else:
-        body = TranscriptionPublic(text=text)
-    return Response(body.model_dump_json(), media_type="application/json")
+        for n, s in enumerate(timed.segments)
+    ]
+    word_list = [
+        TranscriptionWord(word=w.word, start=w.start, end=w.end)
+        for s in timed.segments
+        for w in s.words
+    ]
+    return TranscriptionVerbosePublic(
+        language=timed.language or language or "",
+        duration=round(timed.duration_s, 2),
+        text=timed.text,
+        segments=segments,
+        words=word_list if words else None,
+    )
 
 
 @router.post(
     "/audio/speech",
-    dependencies=[Writer, Depends(rate_limit("30/minute"))],
+    dependencies=[Writer, Depends(rate_limit("speech"))],
     response_class=Response,
     responses=_responses(
         413,
@@ -135,7 +185,7 @@ async def create_transcription(
     ),
 )
 async def create_speech(body: SpeechCreate, state: State) -> Response:
-    """Speak text (OpenAI's ``audio.speech.create``). 30/minute.
+    """Speak text (OpenAI's ``audio.speech.create``).
 
     ``voice`` may name a voice profile (id or name); any other name ("alloy", ...) means the
     default voice. The embedded TTS cannot clone: it speaks profiles with its packaged voice,
@@ -165,7 +215,7 @@ async def create_speech(body: SpeechCreate, state: State) -> Response:
 
 @router.post(
     "/chat/completions",
-    dependencies=[Writer, Depends(rate_limit("30/minute"))],
+    dependencies=[Writer, Depends(rate_limit("chat"))],
     response_model=ChatCompletionPublic,
     responses=_responses(
         413,
@@ -187,10 +237,17 @@ async def create_chat_completion(
     body: ChatCompletionCreate, state: State
 ) -> ChatCompletionPublic | StreamingResponse:
     """Answer a conversation (OpenAI's ``chat.completions.create``), whole or streamed (SSE).
-    30/minute.
 
     Without a system message the configured system prompt is used. Text content only.
+    ``response_format: {"type": "json_object"}`` constrains the reply to one JSON object;
+    ``tools``, ``logprobs``, audio output and ``json_schema`` are refused with a 400.
     """
+    refused = body.unsupported()
+    if refused is not None:
+        raise unsupported_parameter(*refused)
+    llm = state.hub.llm
+    if body.json_mode and not llm.capabilities.json_mode:
+        raise unsupported_parameter("response_format", "this chat engine has no JSON mode")
     cfg = state.settings.llm
     messages = [(m.role, m.text()) for m in body.messages]
     run = openai_chat.ChatRun(
@@ -201,9 +258,9 @@ async def create_chat_completion(
             body.max_completion_tokens or body.max_tokens,
             body.temperature,
             body.stop_sequences(),
+            json_mode=body.json_mode,
         ),
     )
-    llm = state.hub.llm
     deltas = await openai_chat.start(llm, run)
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
@@ -260,12 +317,28 @@ async def _events(
 
 @router.get(
     "/models",
-    dependencies=[Reader, Depends(rate_limit("60/minute"))],
+    dependencies=[Reader, Depends(rate_limit("models"))],
     responses={s: ERROR_RESPONSES[s] for s in (401, 429)},
 )
 async def list_models(state: State) -> ModelListPublic:
-    """The configured models (speech-to-text, chat, text-to-speech), OpenAI's list format.
-    60/minute."""
+    """The configured models (speech-to-text, chat, text-to-speech), OpenAI's list format."""
+    return ModelListPublic(data=configured_models(state))
+
+
+@router.get(
+    "/models/{model_id:path}",
+    dependencies=[Reader, Depends(rate_limit("models"))],
+    responses={s: ERROR_RESPONSES[s] for s in (401, 404, 429)},
+)
+async def retrieve_model(model_id: str, state: State) -> ModelPublic:
+    """One configured model by id (OpenAI's ``models.retrieve``); earlier ids are aliases."""
+    for model in configured_models(state):
+        if model_id == model.id or model_id in aliases_of(model.id):
+            return model
+    raise model_not_found(model_id)
+
+
+def configured_models(state: AppState) -> list[ModelPublic]:
     s = state.settings
     slots = [
         ("stt", s.stt.model),
@@ -277,4 +350,4 @@ async def list_models(state: State) -> ModelListPublic:
     seen: dict[str, ModelPublic] = {}
     for slot, name in slots:
         seen.setdefault(name, ModelPublic(id=name, owned_by=f"avatar ({slot})"))
-    return ModelListPublic(data=list(seen.values()))
+    return list(seen.values())

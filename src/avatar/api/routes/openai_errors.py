@@ -1,9 +1,9 @@
 """Errors of the ``/v1`` routes in OpenAI's shape, and the checks made before a body is read.
 
 The ``openai`` SDK reads ``{"error": {"message", "type", "param", "code"}}`` and raises its own
-exception per status (``AuthenticationError`` for 401, ``RateLimitError`` for 429, ...). The body
-also carries the problem+json members (``status``, ``code``, ``detail``, ``hint``), so AVATAR's
-stable codes read the same on every route.
+exception per status (``BadRequestError`` for 400, ``AuthenticationError`` for 401,
+``NotFoundError`` for 404, ``RateLimitError`` for 429, ...). The body is that object alone, as
+OpenAI's; ``code`` is AVATAR's stable error code. Invalid requests are 400, as OpenAI's.
 
 :class:`OpenAIRoute` checks the token and caps the body size before FastAPI reads the body: an
 unauthenticated or oversized upload is refused without being spooled to disk.
@@ -47,7 +47,8 @@ ERROR_RESPONSES: Final[dict[int, dict[str, Any]]] = {
         401: "Missing or wrong API token.",
         413: "The body is too large.",
         415: "The audio format is not supported.",
-        422: "The request is not valid.",
+        400: "The request is not valid (the message names the parameter).",
+        404: "No such model or route.",
         429: "Rate limit exceeded (see Retry-After).",
         502: "The engine failed.",
         503: "The engine is unavailable.",
@@ -62,11 +63,7 @@ def error_body(
     kind = _TYPES.get(status, "server_error" if status >= 500 else "invalid_request_error")
     text = f"{message} ({hint})" if hint else message
     return OpenAIErrorPublic(
-        error=OpenAIErrorDetail(message=text, type=kind, param=param, code=code),
-        status=status,
-        code=code,
-        detail=message,
-        hint=hint,
+        error=OpenAIErrorDetail(message=text, type=kind, param=param, code=code)
     )
 
 
@@ -88,14 +85,12 @@ def error_response(exc: Exception) -> JSONResponse:
     if isinstance(exc, AvatarError):
         status, code, message, hint = exc.http_status, exc.code, exc.message, exc.hint
         headers = getattr(exc, "headers", None)
+        param = getattr(exc, "param", None)
     elif isinstance(exc, RequestValidationError):
-        status, code, hint = 422, "validation_error", None
-        first = exc.errors()[0] if exc.errors() else {}
-        loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
-        param = ".".join(loc) or None
-        message = f"{param or 'request'}: {first.get('msg', 'invalid value')}"
-    elif isinstance(exc, HTTPException) and exc.status_code == 400:  # undecodable body
-        status, code, hint = 422, "validation_error", "send UTF-8 JSON or multipart/form-data"
+        status, code, hint = 400, "invalid_request", None
+        param, message = describe_validation(exc)
+    elif isinstance(exc, HTTPException) and exc.status_code in (400, 422):  # undecodable body
+        status, code, hint = 400, "invalid_body", "send UTF-8 JSON or multipart/form-data"
         message = "the request body cannot be parsed"
     elif isinstance(exc, HTTPException):
         status, hint = exc.status_code, None
@@ -107,6 +102,54 @@ def error_response(exc: Exception) -> JSONResponse:
         status, code, message, hint = 500, "internal_error", "internal server error", None
     body = error_body(status, code, message, hint, param)
     return JSONResponse(body.model_dump(), status_code=status, headers=headers)
+
+
+def describe_validation(exc: RequestValidationError) -> tuple[str | None, str]:
+    """The parameter at fault (dotted, as OpenAI's ``param``) and a sentence a person can act on."""
+    first = exc.errors()[0] if exc.errors() else {}
+    kind = str(first.get("type", ""))
+    if kind == "json_invalid":
+        return None, "the request body is not valid JSON"
+    if kind in ("model_attributes_type", "dict_type") and len(first.get("loc", ())) <= 1:
+        return None, "the request body must be a JSON object"
+    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query", "form")]
+    # pydantic names the member of a union it tried ("str", "list[...]"): not a parameter
+    loc = [p for p in loc if not (p[:1].islower() and ("[" in p or p in _TYPE_NAMES))]
+    param = ".".join(loc) or None
+    message = str(first.get("msg", "invalid value"))
+    if kind == "missing":
+        return param, f"missing required parameter '{param}'"
+    if kind == "extra_forbidden":
+        return param, f"unrecognized request argument supplied: {param}"
+    return param, f"invalid value for '{param or 'request'}': {message[:1].lower()}{message[1:]}"
+
+
+_TYPE_NAMES: Final = frozenset({"str", "int", "float", "bool", "list", "dict", "function-after"})
+
+
+def not_found_response(path: str) -> JSONResponse:
+    body = error_body(404, "not_found", f"unknown URL: {path}", "see /docs for the /v1 routes")
+    return JSONResponse(body.model_dump(), status_code=404)
+
+
+def model_not_found(model_id: str) -> ApiError:
+    error = ApiError(
+        404, f"no model '{model_id}'", code="model_not_found", hint="GET /v1/models lists them"
+    )
+    error.param = "model"  # type: ignore[attr-defined]
+    return error
+
+
+class UnsupportedParameter(ApiError):
+    """A request option AVATAR cannot honour: refused, never silently ignored."""
+
+    def __init__(self, param: str, why: str) -> None:
+        super().__init__(400, f"'{param}' is not supported: {why}", code="unsupported_parameter")
+        self.param = param
+
+
+def unsupported_parameter(param: str, why: str) -> UnsupportedParameter:
+    return UnsupportedParameter(param, why)
 
 
 def capped(request: Request, limit: int) -> Request:

@@ -137,7 +137,9 @@ async def read_upload(file: UploadFile, cap: int) -> bytes:
     return b"".join(parts)
 
 
-@router.post("", status_code=201, dependencies=[Writer, limit("5/minute")], responses=UPLOAD_ERRORS)
+@router.post(
+    "", status_code=201, dependencies=[Writer, limit("profile_create")], responses=UPLOAD_ERRORS
+)
 @streamed_upload(MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES)
 async def create_profile(
     service: Service,
@@ -167,7 +169,7 @@ async def create_profile(
     return VoiceProfilePublic.from_row(await service.create(upload))
 
 
-@router.get("", dependencies=[Reader, limit("20/minute")])
+@router.get("", dependencies=[Reader, limit("reads")])
 async def list_profiles(
     service: Service,
     page: Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")] = 1,
@@ -184,7 +186,7 @@ async def list_profiles(
     )
 
 
-@router.get("/{profile_id}", dependencies=[Reader, limit("60/minute")], responses=NOT_FOUND)
+@router.get("/{profile_id}", dependencies=[Reader, limit("reads")], responses=NOT_FOUND)
 async def get_profile(service: Service, profile_id: str) -> VoiceProfilePublic:
     """One voice profile with its quality report and warnings."""
     return VoiceProfilePublic.from_row(await service.get(profile_id))
@@ -192,7 +194,7 @@ async def get_profile(service: Service, profile_id: str) -> VoiceProfilePublic:
 
 @router.put(
     "/{profile_id}",
-    dependencies=[Writer, limit("20/minute")],
+    dependencies=[Writer, limit("writes")],
     responses={**NOT_FOUND, 409: {"description": "The new name is taken."}},
 )
 async def update_profile(
@@ -209,7 +211,7 @@ async def update_profile(
 
 
 @router.delete(
-    "/{profile_id}", status_code=204, dependencies=[Writer, limit("20/minute")], responses=NOT_FOUND
+    "/{profile_id}", status_code=204, dependencies=[Writer, limit("writes")], responses=NOT_FOUND
 )
 async def delete_profile(service: Service, profile_id: str) -> Response:
     """Delete a profile and its audio; sessions using it continue with the default voice."""
@@ -219,7 +221,7 @@ async def delete_profile(service: Service, profile_id: str) -> Response:
 
 @router.get(
     "/{profile_id}/audio",
-    dependencies=[Reader, limit("60/minute")],
+    dependencies=[Reader, limit("reads")],
     response_class=FileResponse,
     responses={
         **NOT_FOUND,
@@ -240,7 +242,7 @@ async def profile_audio(service: Service, profile_id: str) -> FileResponse:
 
 @router.post(
     "/{profile_id}/test",
-    dependencies=[Writer, limit("3/minute")],
+    dependencies=[Writer, limit("profile_test")],
     response_class=Response,
     responses={
         **NOT_FOUND,

@@ -45,9 +45,16 @@ class TurnPublic(BaseModel):
     index: int = Field(description="1-based turn number, as in the audio URL.")
     created_at: datetime
     user_text: str
-    assistant_text: str
+    assistant_text: str = Field(
+        description="The whole reply as generated, also when the user interrupted it."
+    )
     heard_text: str | None = Field(
         description="What the user heard before interrupting (null when not interrupted)."
+    )
+    heard_ms: float | None = Field(
+        default=None,
+        description="How far into the reply audio the user heard before interrupting, in ms "
+        "(null when not interrupted). The stored reply audio is always whole.",
     )
     interrupted: bool
     language: str | None

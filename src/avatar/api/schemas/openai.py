@@ -14,7 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field
 MAX_SPEECH_CHARS = 4096
 MAX_MESSAGES = 256
 SpeechFormat = Literal["mp3", "opus", "aac", "flac", "wav", "pcm"]
-TranscriptionFormat = Literal["json", "text", "verbose_json"]
+TranscriptionFormat = Literal["json", "text", "verbose_json", "srt", "vtt"]
+Granularity = Literal["segment", "word"]
 
 
 class _Request(BaseModel):
@@ -35,13 +36,9 @@ class OpenAIErrorDetail(BaseModel):
 
 
 class OpenAIErrorPublic(BaseModel):
-    """Error body of every ``/v1`` route: OpenAI's shape, plus the problem+json members."""
+    """Error body of every ``/v1`` route: OpenAI's shape, ``{"error": {...}}`` alone."""
 
     error: OpenAIErrorDetail
-    status: int
-    code: str
-    detail: str
-    hint: str | None = None
 
 
 # --- audio ----------------------------------------------------------------------------------
@@ -54,20 +51,64 @@ class TranscriptionPublic(BaseModel):
 
 
 class TranscriptionSegment(BaseModel):
+    """A segment with its times in seconds and the decoder's figures (OpenAI's fields)."""
+
     id: int
+    seek: int = 0
     start: float
     end: float
     text: str
+    tokens: list[int] = Field(default_factory=list)
+    temperature: float = 0.0
+    avg_logprob: float | None = None
+    compression_ratio: float | None = None
+    no_speech_prob: float | None = None
+
+
+class TranscriptionWord(BaseModel):
+    word: str
+    start: float
+    end: float
 
 
 class TranscriptionVerbosePublic(BaseModel):
-    """``response_format=verbose_json``: the text with its language and duration."""
+    """``response_format=verbose_json``: the text with its language, duration and segments;
+    ``words`` when ``timestamp_granularities[]=word`` was asked for."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "task": "transcribe",
+                    "language": "en",
+                    "duration": 2.6,
+                    "text": "The quick brown fox jumps over the lazy dog.",
+                    "segments": [
+                        {
+                            "id": 0,
+                            "seek": 0,
+                            "start": 0.0,
+                            "end": 2.4,
+                            "text": "The quick brown fox jumps over the lazy dog.",
+                            "tokens": [],
+                            "temperature": 0.0,
+                            "avg_logprob": -0.21,
+                            "compression_ratio": 0.85,
+                            "no_speech_prob": 0.01,
+                        }
+                    ],
+                    "words": [{"word": "The", "start": 0.0, "end": 0.18}],
+                }
+            ]
+        }
+    )
 
     task: Literal["transcribe"] = "transcribe"
     language: str
     duration: float
     text: str
     segments: list[TranscriptionSegment] = Field(default_factory=list)
+    words: list[TranscriptionWord] | None = None
 
 
 class SpeechCreate(_Request):
@@ -120,8 +161,43 @@ class StreamOptions(_Request):
     include_usage: bool = False
 
 
+class ResponseFormat(_Request):
+    """``text`` (the default) or ``json_object`` (the reply is one valid JSON object)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    type: Literal["text", "json_object", "json_schema"]
+
+
 class ChatCompletionCreate(_Request):
-    """``POST /v1/chat/completions``. Unknown OpenAI options are ignored."""
+    """``POST /v1/chat/completions``.
+
+    Options that would change the reply but that AVATAR cannot honour (``tools``, ``logprobs``,
+    audio output, ``json_schema``) are refused with a 400 naming the parameter, never ignored;
+    sampling hints it does not use (``top_p``, ``seed``, penalties, ``user``) are ignored.
+    """
+
+    model_config = ConfigDict(
+        extra="ignore",
+        strict=True,
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": "qwen2.5-coder-0.5b-instruct",
+                    "messages": [
+                        {"role": "system", "content": "Answer in one short sentence."},
+                        {"role": "user", "content": "What is the capital of France?"},
+                    ],
+                    "stream": False,
+                    "max_tokens": 64,
+                },
+                {
+                    "model": "qwen2.5-coder-0.5b-instruct",
+                    "messages": [{"role": "user", "content": 'Paris as JSON: {"city": ...}'}],
+                    "response_format": {"type": "json_object"},
+                },
+            ]
+        },
+    )
 
     model: str = Field(..., min_length=1, max_length=200)
     messages: list[ChatMessageIn] = Field(..., min_length=1, max_length=MAX_MESSAGES)
@@ -132,6 +208,43 @@ class ChatCompletionCreate(_Request):
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     stop: str | Annotated[list[str], Field(max_length=4)] | None = None
     n: Literal[1] = Field(1, description="Only one choice is generated.")
+    response_format: ResponseFormat | None = Field(
+        None,
+        examples=[{"type": "json_object"}],
+        description="`json_object` constrains the reply to valid JSON (llama.cpp grammar).",
+    )
+    # Refused when used (see ``unsupported``); typed loosely so the 400 names them.
+    tools: list[Any] | None = Field(None, description="Not supported: refused when non-empty.")
+    tool_choice: Any = Field(None, description="Not supported unless `none`.")
+    functions: list[Any] | None = Field(None, description="Not supported: refused.")
+    function_call: Any = Field(None, description="Not supported: refused.")
+    logprobs: bool | None = Field(None, description="Not supported: refused when true.")
+    top_logprobs: int | None = Field(None, description="Not supported: refused.")
+    modalities: list[str] | None = Field(None, description="Only `text`.")
+    audio: Any = Field(None, description="Not supported: refused (use /v1/audio/speech).")
+
+    def unsupported(self) -> tuple[str, str] | None:
+        """The first option given that AVATAR cannot honour: (parameter, why)."""
+        checks = [
+            ("tools", bool(self.tools), "tool calls are not supported by AVATAR's chat engines"),
+            ("tool_choice", self.tool_choice not in (None, "none"), "tool calls are not supported"),
+            ("functions", bool(self.functions), "function calls are not supported"),
+            ("function_call", self.function_call not in (None, "none"), "not supported"),
+            ("logprobs", bool(self.logprobs), "log probabilities are not returned"),
+            ("top_logprobs", self.top_logprobs is not None, "log probabilities are not returned"),
+            ("modalities", bool(set(self.modalities or ()) - {"text"}), "only text output"),
+            ("audio", self.audio is not None, "audio output: use /v1/audio/speech"),
+            (
+                "response_format",
+                self.response_format is not None and self.response_format.type == "json_schema",
+                'json_schema is not supported: use {"type": "json_object"}',
+            ),
+        ]
+        return next(((param, why) for param, given, why in checks if given), None)
+
+    @property
+    def json_mode(self) -> bool:
+        return self.response_format is not None and self.response_format.type == "json_object"
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -159,6 +272,30 @@ class Choice(BaseModel):
 
 class ChatCompletionPublic(BaseModel):
     """A whole reply (``stream=false``)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "chatcmpl-5f0c8e0d2f7b4c1e9a3d6b2a1c0e9f8d",
+                    "object": "chat.completion",
+                    "created": 1765000000,
+                    "model": "qwen2.5-coder-0.5b-instruct",
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {
+                                "role": "assistant",
+                                "content": "The capital of France is Paris.",
+                            },
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": {"prompt_tokens": 31, "completion_tokens": 8, "total_tokens": 39},
+                }
+            ]
+        }
+    )
 
     id: str
     object: Literal["chat.completion"] = "chat.completion"
@@ -201,6 +338,30 @@ class ModelPublic(BaseModel):
 
 
 class ModelListPublic(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "object": "list",
+                    "data": [
+                        {
+                            "id": "whisper-base",
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": "avatar (stt)",
+                        },
+                        {
+                            "id": "qwen2.5-coder-0.5b-instruct",
+                            "object": "model",
+                            "created": 0,
+                            "owned_by": "avatar (llm)",
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
     object: Literal["list"] = "list"
     data: list[ModelPublic]
 

@@ -18,9 +18,8 @@ from typing import Any
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
-from avatar.api.auth import presented_token, token_matches
-from avatar.api.security import origin_allowed
 from avatar.api.state import AppState, connection_state
+from avatar.api.ws import handshake
 from avatar.api.ws.codec import encode
 from avatar.api.ws.protocol import ClientMessage, ProtocolError, deliver, parse_binary, parse_text
 from avatar.errors import AvatarError
@@ -40,11 +39,8 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 @router.websocket("/ws/chat")
 async def ws_chat(ws: WebSocket) -> None:
     state = connection_state(ws)
-    if not origin_allowed(ws.headers, state.settings.server.allowed_origins):
-        await ws.close(code=1008, reason="origin not allowed")
-        return
-    if not token_matches(state, presented_token(ws)):  # type: ignore[arg-type]
-        await ws.close(code=1008, reason="missing or wrong API token")
+    if (why := handshake.refusal(ws, state)) is not None:  # before accepting: say why, as HTTP
+        await handshake.refuse(ws, why)
         return
     client = ws.client.host if ws.client else "unknown"
     refusal = await state.sessions.acquire(client)

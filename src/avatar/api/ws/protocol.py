@@ -71,6 +71,7 @@ class ConfigMsg(_Msg):
     tts_mode: Literal["fast", "hq", "auto"] | None = None
     system_prompt: str | None = Field(None, max_length=4000)
     hands_free: bool | None = None  # False: push-to-talk (end_of_utterance ends a turn)
+    chinese_script: Literal["traditional", "simplified"] | None = None
 
 
 class TextMsg(_Msg):

@@ -26,6 +26,7 @@ import llama_cpp
 
 from avatar.engines.base import ChatMessage, GenerationOptions, LlmCapabilities
 from avatar.engines.executor import ThreadedEngine
+from avatar.engines.llm.turn_text import TurnPrompter, end_probability
 from avatar.errors import EngineFailed, ModelError
 from avatar.system.cuda import is_cuda_oom, oom_guard
 
@@ -133,9 +134,10 @@ class LlamaCppChat(ThreadedEngine):
         self.gpu_layers = gpu_layers
         self.prompt_cache_mb = prompt_cache_mb
         self.capabilities = LlmCapabilities(
-            streaming=True, context_tokens=context_tokens, remote=False
+            streaming=True, context_tokens=context_tokens, remote=False, json_mode=True
         )
         self._llama: llama_cpp.Llama | None = None
+        self._turn_prompter: TurnPrompter | None = None
         self.last_generation = GenerationStats()
 
     @classmethod
@@ -182,6 +184,7 @@ class LlamaCppChat(ThreadedEngine):
 
     def _unload(self) -> None:
         llama, self._llama = self._llama, None
+        self._turn_prompter = None
         if llama is None:
             return
         # Free it on the engine thread, after any generation that still holds it.
@@ -215,7 +218,28 @@ class LlamaCppChat(ThreadedEngine):
         # Tokenizing only reads the vocabulary, so it is safe beside a running generation.
         return len(self._model().tokenize(text.encode("utf-8"), add_bos=False, special=False))
 
+    async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
+        """P(the user's turn ends after the last (user) message), from one cached forward pass.
+
+        None when the model's template gives no end-of-turn token or the prompt would not fit.
+        Runs on the engine thread, so it waits for a generation in progress.
+        """
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        return await self.run(self._end_of_turn, payload)
+
     # --- engine thread ------------------------------------------------------------------------
+
+    def _end_of_turn(self, messages: list[dict[str, str]]) -> float | None:
+        llama = self._model()
+        if self._turn_prompter is None:
+            self._turn_prompter = TurnPrompter(llama)
+        prompt = self._turn_prompter.prompt(messages)
+        if prompt is None or len(prompt.tokens) >= llama.n_ctx():
+            return None
+        try:
+            return end_probability(llama, prompt)
+        except (ValueError, RuntimeError) as exc:  # llama_decode failures
+            raise _generation_error(exc) from exc
 
     def _generate(
         self,
@@ -234,6 +258,8 @@ class LlamaCppChat(ThreadedEngine):
                 temperature=options.temperature,
                 stop=list(options.stop),
                 stream=True,
+                # llama-cpp-python turns this into a JSON grammar: every token keeps it valid
+                response_format={"type": "json_object"} if options.json_mode else None,
             )
             for chunk in chunks:  # the prompt is evaluated at the first next()
                 if cancel.is_set():

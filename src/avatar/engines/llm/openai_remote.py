@@ -62,7 +62,7 @@ class OpenAIChat:
         self.first_token_timeout_s = first_token_timeout_s
         self.read_timeout_s = read_timeout_s
         self.capabilities = LlmCapabilities(
-            streaming=True, context_tokens=context_tokens, remote=True
+            streaming=True, context_tokens=context_tokens, remote=True, json_mode=True
         )
         self._headers = {"Accept": "text/event-stream"}
         if api_key:
@@ -199,6 +199,8 @@ class OpenAIChat:
         }
         if options.stop:
             body["stop"] = list(options.stop)
+        if options.json_mode:
+            body["response_format"] = {"type": "json_object"}
         return body
 
     async def _open(self, body: dict[str, Any], deadline: float) -> httpx.Response:

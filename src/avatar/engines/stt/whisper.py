@@ -7,10 +7,16 @@ encodes the first 30 s window twice, once to detect the language and again to de
 vs 0.66 s quiet (MODELS.md: p50 1.27 s vs 0.70 s). This engine encodes once and reads the
 language off that encoder output, so auto-detection costs one decoder step: in one loaded run,
 1.00 s (ours, auto) vs 0.92 s (language given) vs 1.90 s (library auto-detect).
+
+By default the encoder sees only the utterance plus 1 s instead of 30 s (``whisper_trim``; setting
+``stt.trim``), which makes both the decode and the language detection several times cheaper; its
+guard falls back to the padded path above. Figures: ``avatar bench stt``, docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -21,8 +27,10 @@ from faster_whisper.tokenizer import Tokenizer
 from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_tokens
 
 from avatar.audio.pcm import PcmAudio, Samples
-from avatar.engines.base import SttCapabilities, Transcript
+from avatar.engines.base import SttCapabilities, TimedTranscript, Transcript
 from avatar.engines.executor import ThreadedEngine
+from avatar.engines.stt import whisper_trim as wt
+from avatar.engines.stt.timestamps import timed_transcript
 from avatar.errors import EmptyAudio, EngineFailed, EngineUnavailable, ModelError
 from avatar.system.cuda import oom_guard
 
@@ -30,6 +38,7 @@ if TYPE_CHECKING:
     from avatar.models.store import ModelStore
     from avatar.settings import SttSettings
 
+log = logging.getLogger(__name__)
 SAMPLE_RATE = 16_000
 # Below this there is nothing to transcribe; Whisper pads to 30 s and tends to hallucinate.
 MIN_AUDIO_S = 0.1
@@ -62,6 +71,7 @@ class FasterWhisperStt(ThreadedEngine):
         threads: int = 2,
         language: str | None = None,
         beam_size: int = 1,
+        trim: bool = True,
     ) -> None:
         super().__init__()
         self._model_name = model
@@ -71,6 +81,7 @@ class FasterWhisperStt(ThreadedEngine):
         self._threads = threads
         self._language = primary_language(language) if language else None
         self._beam_size = beam_size
+        self._trim = trim
         self._model: Any = None
 
     @classmethod
@@ -82,6 +93,7 @@ class FasterWhisperStt(ThreadedEngine):
             compute_type=cfg.compute_type,
             threads=cfg.threads,
             language=cfg.language,
+            trim=cfg.trim,
         )
 
     def _load(self) -> None:
@@ -114,6 +126,14 @@ class FasterWhisperStt(ThreadedEngine):
     def _unload(self) -> None:
         self._model = None
 
+    async def transcribe_timed(
+        self, audio: PcmAudio, *, language: str | None = None, words: bool = False
+    ) -> TimedTranscript:
+        """The transcript with segment (and, with ``words``, word) timestamps: files, not turns."""
+        lang = primary_language(language) if language else self._language
+        with oom_guard("faster-whisper"):
+            return await self.run(timed_transcript, self._model, _mono_16k(audio), lang, words)
+
     async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
         lang = primary_language(language) if language else self._language
         if audio.duration_s < MIN_AUDIO_S:
@@ -144,33 +164,70 @@ class FasterWhisperStt(ThreadedEngine):
             )
         detected = language is None
         try:
-            language, segments = _decode(model, samples, language, self._beam_size)
+            out = decode(model, samples, language, self._beam_size, self._trim)
         except RuntimeError as exc:
             raise EngineFailed(f"faster-whisper failed while transcribing: {exc}") from exc
-        text = " ".join(s.text.strip() for s in segments if s.text.strip())
-        if not text and detected:
-            language = None  # a language "detected" in silence or noise means nothing
-        no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
-        return Transcript(text, language, len(samples) / SAMPLE_RATE, no_speech)
+        # a language "detected" in silence or noise means nothing
+        language = out.language if out.text or not detected else None
+        return Transcript(out.text, language, len(samples) / SAMPLE_RATE, out.no_speech_prob)
 
 
-def _decode(model: Any, samples: Samples, language: str | None, beam: int) -> tuple[str, list[Any]]:
-    """Transcribe with one encoder pass for the first window, detecting the language from it.
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """What one transcription did: text, language, and whether the trimmed decode was kept."""
+
+    language: str
+    text: str
+    no_speech_prob: float
+    trimmed: bool
+    fallback: str | None = None  # why the trimmed decode was sent back (guard reason)
+    rejected: str | None = None  # what it had said
+
+
+def decode(
+    model: Any, samples: Samples, language: str | None, beam: int, trim: bool = True
+) -> Decoded:
+    """Transcribe ``samples``: trimmed first when ``trim`` and it fits, else (or if the guard
+    trips) the padded decode. Both detect the language from their own single encoder pass."""
+    features = model.feature_extractor(samples)
+    reason = rejected = None
+    if trim and wt.trimmable(samples):
+        encoder_output = model.encode(wt.window(model, samples))
+        lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
+        reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P else None
+        if reason is None:
+            tokenizer = _tokenizer(model, lang)
+            duration = len(samples) / SAMPLE_RATE
+            result = wt.decode_trimmed(
+                model, encoder_output, lang, tokenizer, _options(tokenizer, beam), duration
+            )
+            if result.text is not None:
+                return Decoded(lang, result.text, result.no_speech_prob, True)
+            reason, rejected = result.reason, result.rejected
+        log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
+        log.debug("the trimmed decode had said %r", rejected)
+    lang, segments = _decode_padded(model, features, language, beam)
+    text = " ".join(s.text.strip() for s in segments if s.text.strip())
+    no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
+    return Decoded(lang, text, no_speech, False, reason, rejected)
+
+
+def _tokenizer(model: Any, language: str) -> Tokenizer:
+    return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", language)
+
+
+def _decode_padded(
+    model: Any, features: np.ndarray, language: str | None, beam: int
+) -> tuple[str, list[Any]]:
+    """Transcribe with one encoder pass for the first 30 s window, detecting the language from it.
 
     Mirrors ``WhisperModel.transcribe`` (faster-whisper 1.2.1) minus its separate detection
     encode; ``generate_segments`` accepts the first window's encoder output for this reuse.
     """
-    extractor = model.feature_extractor
-    features = extractor(samples)
-    first = features[:, : min(extractor.nb_max_frames, features.shape[-1] - 1)]
+    first = features[:, : min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)]
     encoder_output = model.encode(pad_or_trim(first))
-    if language is None:
-        if model.model.is_multilingual:
-            token, _ = model.model.detect_language(encoder_output)[0][0]
-            language = str(token)[2:-2]  # "<|en|>" -> "en"
-        else:
-            language = "en"
-    tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", language)
+    language = language or wt.detect_language(model, encoder_output)[0]
+    tokenizer = _tokenizer(model, language)
     options = _options(tokenizer, beam)
     segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))
     return language, segments

@@ -1,7 +1,7 @@
-"""The default ``fast`` TTS: Piper for English, espeak-ng for every other language.
+"""The default ``fast`` TTS: Piper for English, Kokoro for Mandarin, espeak-ng for the rest.
 
-Both engines speak at 22,050 Hz today; should a configured Piper voice use another rate, the
-espeak-ng audio is resampled so the engine has one output rate (Piper's).
+Piper and espeak-ng speak at 22,050 Hz, Kokoro at 24 kHz; audio of another rate than Piper's is
+resampled so the engine has one output rate (Piper's).
 """
 
 from __future__ import annotations
@@ -13,15 +13,21 @@ import soxr
 
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import TextToSpeech, TtsCapabilities, VoiceRef
+from avatar.engines.executor import ThreadedEngine
 from avatar.engines.tts.espeak import EspeakTts
-from avatar.engines.tts.language import primary_language, speech_language
+from avatar.engines.tts.kokoro import DEFAULT_MODEL as KOKORO_MODEL
+from avatar.engines.tts.kokoro import KokoroTts
+from avatar.engines.tts.language import normalize_language, primary_language, speech_language
 from avatar.engines.tts.piper import PiperTts
 from avatar.models.store import ModelStore
 from avatar.settings import TtsSlotSettings
 
+_CANTONESE = frozenset({"zh-hk", "zh-mo", "zh-yue"})  # espeak-ng speaks these as yue
+
 
 class EmbeddedTts:
-    """Routes by reply language: English -> Piper (neural), others -> espeak-ng (formant).
+    """Routes by reply language: English -> Piper (neural), Mandarin -> Kokoro (neural, when
+    given), others -> espeak-ng (formant).
 
     ``language`` 'auto' (or '') picks by the text's script; text that is mostly CJK is spoken
     by espeak-ng even when the language says English. Voice profiles are not cloned: these
@@ -30,9 +36,10 @@ class EmbeddedTts:
 
     name = "embedded"
 
-    def __init__(self, piper: PiperTts, espeak: EspeakTts) -> None:
+    def __init__(self, piper: PiperTts, espeak: EspeakTts, kokoro: KokoroTts | None = None) -> None:
         self.piper = piper
         self.espeak = espeak
+        self.kokoro = kokoro
         piper_langs = piper.capabilities.languages or frozenset()
         self._piper_langs = piper_langs
         self.capabilities = TtsCapabilities(
@@ -43,27 +50,38 @@ class EmbeddedTts:
 
     @classmethod
     def from_settings(cls, cfg: TtsSlotSettings, models: ModelStore) -> EmbeddedTts:
-        return cls(PiperTts.from_settings(cfg, models), EspeakTts.from_settings(cfg, models))
+        piper, espeak = PiperTts.from_settings(cfg, models), EspeakTts.from_settings(cfg, models)
+        return cls(piper, espeak, KokoroTts(models.path(KOKORO_MODEL)))
+
+    @property
+    def _engines(self) -> list[ThreadedEngine]:
+        return [e for e in (self.espeak, self.piper, self.kokoro) if e is not None]
 
     @property
     def loaded(self) -> bool:
-        return self.piper.loaded and self.espeak.loaded
+        return all(e.loaded for e in self._engines)
 
     def load(self) -> None:
-        self.espeak.load()
-        self.piper.load()
+        for engine in self._engines:
+            engine.load()
 
     def unload(self) -> None:
-        self.piper.unload()
-        self.espeak.unload()
+        for engine in self._engines:
+            engine.unload()
 
     def shutdown(self) -> None:
-        self.piper.shutdown()
-        self.espeak.shutdown()
+        for engine in self._engines:
+            engine.shutdown()
 
     def engine_for(self, language: str) -> TextToSpeech:
         """The engine that speaks ``language`` (a language tag, not 'auto')."""
-        return self.piper if primary_language(language) in self._piper_langs else self.espeak
+        language = normalize_language(language)
+        primary = primary_language(language)
+        if primary in self._piper_langs:
+            return self.piper
+        if self.kokoro is not None and primary == "zh" and language not in _CANTONESE:
+            return self.kokoro
+        return self.espeak
 
     def describe_voice(self, language: str, voice: VoiceRef | None) -> str:
         return self.engine_for(language).describe_voice(language, voice)

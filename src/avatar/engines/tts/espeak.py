@@ -36,6 +36,7 @@ _AUDIO_OUTPUT_SYNCHRONOUS = 2
 _POS_CHARACTER = 1
 _CHARS_UTF8 = 1
 _EE_OK = 0
+_PHONEMES_IPA = 0x02
 _SynthCallback = ctypes.CFUNCTYPE(
     ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.c_void_p
 )
@@ -122,6 +123,12 @@ class _EspeakLibrary:
             ctypes.c_void_p,
         ]
         lib.espeak_Synth.restype = ctypes.c_int
+        lib.espeak_TextToPhonemes.argtypes = [
+            ctypes.POINTER(ctypes.c_void_p),
+            ctypes.c_int,
+            ctypes.c_int,
+        ]
+        lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
 
     def _collect(self, wav: ctypes._Pointer[ctypes.c_short], count: int, _events: int) -> int:
         if wav and count > 0:
@@ -145,6 +152,23 @@ class _EspeakLibrary:
             finally:
                 self._chunks, self._abort = [], None
         return pcm.astype(np.float32) / 32768.0
+
+    def phonemes(self, voice: str, text: str) -> str:
+        """IPA phonemes of ``text`` read by ``voice``, clauses joined by spaces (no audio)."""
+        with self.lock:
+            if self._lib.espeak_SetVoiceByName(voice.encode()) != _EE_OK:
+                raise UnsupportedLanguage(
+                    f"espeak-ng cannot load its voice {voice!r}", hint="reinstall espeakng-loader"
+                )
+            buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+            cursor = ctypes.c_void_p(ctypes.addressof(buffer))
+            clauses: list[str] = []
+            while cursor.value:  # espeak moves the cursor one clause on; NULL at the end
+                out = self._lib.espeak_TextToPhonemes(
+                    ctypes.byref(cursor), _CHARS_UTF8, _PHONEMES_IPA
+                )
+                clauses.append((out or b"").decode("utf-8").strip())
+        return " ".join(c for c in clauses if c)
 
 
 class EspeakTts(ThreadedEngine):

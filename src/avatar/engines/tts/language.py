@@ -80,7 +80,7 @@ def require_text(text: str) -> str:
     if not stripped:
         raise EmptyText(
             "nothing to synthesize: the text is empty",
-            hint="send text with at least one word (skip empty chunks before calling TTS)",
+            hint="give at least one word to say",
         )
     return stripped
 

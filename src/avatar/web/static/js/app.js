@@ -1,5 +1,5 @@
 // Entry point: language, tabs, login state, and the four tabs' controllers.
-import { $, $$, trapDialogFocus } from "./dom.js";
+import { $, $$, el, trapDialogFocus } from "./dom.js";
 import { api, UNAUTHORIZED } from "./api.js";
 import { applyTranslations, currentLanguage, onLanguageChange, setLanguage, t } from "./i18n.js";
 import { Banner } from "./banner.js";
@@ -7,9 +7,10 @@ import { Talk } from "./talk.js";
 import { Voices } from "./voices.js";
 import { History } from "./history.js";
 import { System } from "./system.js";
+import { onePlayerAtATime } from "./media.js";
 
 const TABS = ["talk", "voices", "history", "system"];
-const AUTH_PROBE_EVERY_MS = 20_000;
+const AUTH_PROBE_EVERY_MS = 2_000; // a refused reconnect asks "still signed in?" this often
 
 // Any CSP violation is a bug in these files: make it loud, and visible to the UI tests.
 document.addEventListener("securitypolicyviolation", (event) => {
@@ -33,6 +34,7 @@ class App {
     this.bindTabs();
     this.bindLanguage();
     $$("dialog").forEach(trapDialogFocus);
+    onePlayerAtATime();
     window.addEventListener(UNAUTHORIZED, () => this.showLogin());
   }
 
@@ -42,6 +44,7 @@ class App {
     select.addEventListener("change", () => setLanguage(select.value));
     onLanguageChange(() => {
       select.value = currentLanguage();
+      this.retitle();
       // Re-render what was drawn from data with the new words.
       this.voices.render();
       if (this.loaded.has("history")) this.history.refresh();
@@ -79,8 +82,16 @@ class App {
     }
     for (const other of TABS) $(`#panel-${other}`).hidden = other !== name;
     if (push && location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
-    document.title = `${t(`tab.${name}`)} · AVATAR`;
+    this.tab = name;
+    this.retitle();
     this.firstShow(name);
+  }
+
+  /** The window title in the interface language: the tab shown, or the sign-in page. */
+  retitle() {
+    const signedIn = document.body.dataset.auth === "in";
+    const page = signedIn ? t(`tab.${this.tab || "talk"}`) : t("login.title");
+    document.title = `${page} · AVATAR`;
   }
 
   firstShow(name) {
@@ -114,16 +125,32 @@ class App {
     this.loaded.add("voices-data");
     this.select(this.tabFromHash());
     this.talk.start();
+    this.loadEngines();
+  }
+
+  /** What the engines can do shapes the Talk pickers (hq speech, voice cloning). */
+  async loadEngines() {
+    try {
+      this.talk.setEngines(await api.modelsStatus());
+    } catch {
+      // the pickers stay as they are; the System tab shows the error
+    }
   }
 
   showLogin() {
+    const wasIn = document.body.dataset.auth === "in";
     document.body.dataset.auth = "out";
     $("#loading").hidden = true;
+    // Signed in a moment ago and now refused: the server restarted with a new token.
+    $("#login-restarted").hidden = !wasIn;
+    const lost = this.talk.undelivered();
+    $("#login-undelivered").hidden = !lost.length;
+    $("#login-undelivered-list").replaceChildren(...lost.map((text) => el("li", { text })));
     this.talk.stop();
     for (const name of TABS) $(`#panel-${name}`).hidden = true;
     this.banner.clear();
     $("#login-panel").hidden = false;
-    document.title = `${t("login.title")} · AVATAR`;
+    this.retitle();
     $("#login-token").focus();
   }
 

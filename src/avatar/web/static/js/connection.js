@@ -16,11 +16,9 @@ export class ConnectionView {
     this.ticker = null;
     this.droppedMidReply = false;
     socket.addEventListener("status", (e) => this.update(e.detail));
-    this.pill.addEventListener("click", () => {
-      if (this.status.state === "reconnecting" || this.status.state === "idle") {
-        socket.retryNow();
-      }
-    });
+    // The pill only says how things are; the button beside it acts, and only when it can.
+    this.retry = $("#conn-retry");
+    this.retry.addEventListener("click", () => socket.retryNow());
     onLanguageChange(() => this.render());
   }
 
@@ -82,7 +80,8 @@ export class ConnectionView {
     }
     this.pill.dataset.state = state;
     this.pill.textContent = text;
-    this.pill.title = state === "reconnecting" || state === "idle" ? t("conn.clickRetry") : "";
+    this.retry.hidden = !(state === "reconnecting" || state === "idle");
     if (banner) this.banner.show(banner, "warning", "conn");
+    else if (state === "closed") this.banner.clear("conn");
   }
 }

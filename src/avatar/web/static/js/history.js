@@ -1,11 +1,10 @@
 // The History tab: sessions, full-text search with highlighted hits, turns with their audio
 // and metrics, export, delete. Only the search snippets are HTML (escaped by the server, with
 // <mark> around the hits); they are rebuilt from text and <mark> alone before insertion.
-import { $, el, clear, confirmDialog, download, formatDate, formatSeconds } from "./dom.js";
+import { $, el, clear, confirmDialog, download, formatDate } from "./dom.js";
 import { api, filenameOf } from "./api.js";
-import { t } from "./i18n.js";
-import { metricChips } from "./waterfall.js";
-import { trackAudio } from "./media.js";
+import { languageName, t } from "./i18n.js";
+import { turnItem } from "./history-turn.js";
 
 /** The snippet's text and <mark> elements, and nothing else. */
 export function snippetNodes(html) {
@@ -47,14 +46,24 @@ export class History {
     if (error.status !== 401) this.banner.show(error.describe(), "error");
   }
 
+  /** An error about the lists, shown beside them (the banner belongs to the connection). */
+  listError(error) {
+    const node = $("#history-error");
+    node.hidden = !error;
+    if (!error) return;
+    const unreachable = !error.status || error.status >= 500;
+    node.textContent = unreachable ? t("history.unreachable") : error.describe();
+  }
+
   async load(page = 1) {
     let result;
     try {
       result = await api.sessions(page);
     } catch (error) {
-      this.fail(error);
+      if (error.status !== 401) this.listError(error); // the list so far stays as it was
       return;
     }
+    this.listError(null);
     this.page = page;
     const list = $("#session-list");
     if (page === 1) clear(list);
@@ -94,9 +103,10 @@ export class History {
     try {
       result = await api.search(query);
     } catch (error) {
-      this.fail(error);
+      if (error.status !== 401) this.listError(error);
       return;
     }
+    this.listError(null);
     const list = clear($("#hit-list"));
     $("#search-results").hidden = false;
     if (!result.items.length) {
@@ -123,7 +133,8 @@ export class History {
     try {
       session = await api.session(id);
     } catch (error) {
-      this.fail(error);
+      if (error.status === 404) this.forget(id);
+      else if (error.status !== 401) this.listError(error);
       return;
     }
     this.current = session;
@@ -134,12 +145,12 @@ export class History {
     $("#detail-meta").textContent = [
       formatDate(session.created_at),
       t("history.turns", { n: session.turn_count }),
-      session.language ? t("history.language", { lang: session.language }) : null,
+      session.language ? t("history.language", { lang: languageName(session.language) }) : null,
     ]
       .filter(Boolean)
       .join(" · ");
     const list = clear($("#turn-list"));
-    for (const item of session.turns) list.append(this.turnItem(item));
+    for (const item of session.turns) list.append(turnItem(item));
     const target = turn && list.querySelector(`[data-turn="${turn}"]`);
     if (target) {
       target.classList.add("target");
@@ -148,56 +159,6 @@ export class History {
     } else {
       $("#detail-title").scrollIntoView({ block: "nearest" });
     }
-  }
-
-  turnItem(turn) {
-    const side = (role, text, url, seconds) =>
-      el(
-        "div",
-        { class: `turn-side ${role}` },
-        el("span", { class: "who", text: t(`history.role.${role}`) }),
-        el("p", { class: "msg-text", text: text || "–" }),
-        url ? this.playButton(url, role, seconds) : null,
-      );
-    const badges = [
-      turn.interrupted ? el("span", { class: "badge warn", text: t("talk.interrupted") }) : null,
-      turn.tts_mode ? el("span", { class: "badge", text: t(`tts.${turn.tts_mode}`) }) : null,
-    ];
-    return el(
-      "li",
-      { class: "turn", dataset: { turn: turn.index } },
-      el(
-        "div",
-        { class: "turn-head" },
-        el("strong", { text: t("history.turn", { n: turn.index }) }),
-        el("span", { class: "muted small", text: formatDate(turn.created_at) }),
-        badges,
-      ),
-      side("user", turn.user_text, turn.user_audio_url, turn.user_audio_s),
-      side("assistant", turn.assistant_text, turn.assistant_audio_url, turn.assistant_audio_s),
-      turn.interrupted && turn.heard_text
-        ? el("p", { class: "muted small", text: t("history.heard", { text: turn.heard_text }) })
-        : null,
-      el("div", { class: "chips" }, metricChips(turn.metrics || {})),
-    );
-  }
-
-  playButton(url, role, seconds) {
-    const holder = el("div", { class: "play-holder" });
-    const label = t(`history.play.${role}`) + (seconds ? ` (${formatSeconds(seconds)})` : "");
-    const button = el(
-      "button",
-      { type: "button", class: "btn small", dataset: { play: role } },
-      label,
-    );
-    button.addEventListener("click", () => {
-      const audio = trackAudio(el("audio", { controls: true, src: url, dataset: { role } }));
-      holder.replaceChildren(audio);
-      audio.play().catch(() => {});
-      audio.focus();
-    });
-    holder.append(button);
-    return holder;
   }
 
   async exportAs(format, button) {
@@ -225,9 +186,25 @@ export class History {
       this.fail(error);
       return;
     }
-    this.current = null;
-    $("#detail-body").hidden = true;
-    $("#detail-empty").hidden = false;
+    this.forget(session.id);
     await this.load();
+  }
+
+  /** A session that is gone: its detail closes and its search hits go. */
+  forget(id) {
+    for (const hit of document.querySelectorAll(
+      `#hit-list .hit[data-session="${CSS.escape(id)}"]`,
+    )) {
+      hit.closest("li").remove();
+    }
+    const hits = $("#hit-list");
+    if (!$("#search-results").hidden && !hits.children.length) {
+      hits.append(el("li", { class: "muted", text: t("history.noHitsLeft") }));
+    }
+    if (this.current?.id === id) {
+      this.current = null;
+      $("#detail-body").hidden = true;
+      $("#detail-empty").hidden = false;
+    }
   }
 }

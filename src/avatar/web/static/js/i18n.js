@@ -47,6 +47,26 @@ export function applyTranslations(root = document) {
   }
 }
 
+/** "English", "中文" … for a language code, in the interface language; the code if unknown. */
+export function languageName(code) {
+  if (!code) return "";
+  const key = `lang.${code}`;
+  const known = DICTIONARIES[language][key] ?? en[key];
+  if (known) return known;
+  try {
+    return new Intl.DisplayNames([language], { type: "language" }).of(code) || code;
+  } catch {
+    return code;
+  }
+}
+
+/** A server error event in the interface language where its code is known, else as sent. */
+export function serverMessage(event) {
+  const key = `server.${event.code}`;
+  const known = DICTIONARIES[language][key] ?? en[key];
+  return known ?? `${event.message} (${event.code})`;
+}
+
 export function setLanguage(next) {
   if (!(next in DICTIONARIES) || next === language) return;
   language = next;

@@ -14,3 +14,17 @@ export function trackAudio(audio) {
   });
   return audio;
 }
+
+/** One recording at a time: starting any <audio> pauses the others (a voice sample and its
+ * test synthesis never talk over each other). */
+export function onePlayerAtATime(root = document) {
+  root.addEventListener(
+    "play",
+    (event) => {
+      for (const audio of root.querySelectorAll("audio")) {
+        if (audio !== event.target && !audio.paused) audio.pause();
+      }
+    },
+    true, // "play" does not bubble: listen on the way down
+  );
+}

@@ -1,16 +1,16 @@
 // Reply audio: PCM pieces scheduled back to back on one Web Audio clock, with a small jitter
 // buffer before the first piece of a turn. `cut()` stops everything at once (barge-in);
-// `duck()` lowers it the moment the user starts to speak (`reply_quiet`), `unduck()` brings it
-// back when that was only a backchannel (`reply_resume`). Ducking, not pausing, keeps the
-// server's estimate of what was played true, and what quiet audio remains is still heard.
+// `duck()` / `unduck()` quieten and restore it within ~30 ms, and `pause()` / `resume()` stop it
+// and carry on from the same sample (for "the user started speaking over the reply").
 // The position reports (`onPosition`) feed the server's `playback` messages, so what the user
 // heard is stored exactly.
+import { t } from "./i18n.js";
 
 const PREBUFFER_S = 0.12; // wait this long before the first piece of a turn
 const MIN_LEAD_S = 0.02; // never schedule closer to "now" than this
 const REPORT_EVERY_MS = 250;
-const DUCKED_GAIN = 0.15; // about -16 dB: clearly out of the way, not silent
-const DUCK_TIME_S = 0.01; // gain time constant: quiet within ~30 ms, no click
+const RAMP_S = 0.03; // duck and unduck fade over this long: quick, without a click
+const DUCK_LEVEL = 0.2;
 
 function decodePcm(base64) {
   const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
@@ -30,10 +30,19 @@ export class Player {
     this.pieces = []; // {source, start, duration}
     this.nextTime = 0;
     this.cutTurns = new Set();
-    this.counts = { received: 0, played: 0, cut: 0, ducks: 0, resumes: 0 };
-    this.gainNode = null;
-    this.duckedTurn = null;
+    this.counts = { received: 0, played: 0, cut: 0 };
     this.timer = null;
+    this.gain = null; // all reply audio goes through this node (duck/unduck)
+    this.paused = null; // {turnId, rest: [{buffer, offset}]} while paused
+    this.receivedMs = 0;
+  }
+
+  output(context) {
+    if (!this.gain || this.gain.context !== context) {
+      this.gain = context.createGain();
+      this.gain.connect(context.destination);
+    }
+    return this.gain;
   }
 
   get playing() {
@@ -50,72 +59,84 @@ export class Player {
     if (!samples.length) return;
     const buffer = context.createBuffer(1, samples.length, event.sample_rate);
     buffer.copyToChannel(samples, 0);
+    this.counts.received += 1;
+    this.receivedMs += buffer.duration * 1000;
+    if (this.paused) this.paused.rest.push({ buffer, offset: 0 });
+    else this.schedule(context, buffer, 0);
+    this.render(this.paused ? "paused" : "playing");
+  }
+
+  /** Play `buffer` from `offset` s right after what is already scheduled. */
+  schedule(context, buffer, offset) {
     const source = context.createBufferSource();
     source.buffer = buffer;
     source.connect(this.output(context));
     const now = context.currentTime;
     const first = this.nextTime === 0;
     const start = Math.max(this.nextTime, now + (first ? PREBUFFER_S : MIN_LEAD_S));
-    const piece = { source, start, duration: buffer.duration, ended: false };
+    const duration = buffer.duration - offset;
+    const piece = { source, buffer, offset, start, duration, ended: false };
     source.onended = () => this.ended(piece);
-    source.start(start);
-    this.nextTime = start + buffer.duration;
+    source.start(start, offset);
+    this.nextTime = start + duration;
     this.pieces.push(piece);
-    this.counts.received += 1;
     this.turnPieces.push(piece);
-    this.render("playing");
     this.ensureReports();
+  }
+
+  /** Quieten the reply (to `level`, 0 = silent) at once, keeping its place; `unduck()` undoes. */
+  duck(level = DUCK_LEVEL) {
+    this.fadeTo(level);
+    this.stats.dataset.ducked = "true";
+  }
+
+  unduck() {
+    this.fadeTo(1);
+    this.stats.dataset.ducked = "false";
+  }
+
+  fadeTo(level) {
+    const context = this.getContext();
+    if (!context) return;
+    const gain = this.output(context).gain;
+    gain.cancelScheduledValues(context.currentTime);
+    gain.setTargetAtTime(level, context.currentTime, RAMP_S / 3);
+  }
+
+  /** Stop the reply where it is; `resume()` carries on from that sample. New pieces queue up. */
+  pause() {
+    const context = this.getContext();
+    if (!context || this.paused || !this.pieces.length) return false;
+    const now = context.currentTime;
+    const rest = [];
+    for (const piece of this.pieces) {
+      const played = Math.max(0, Math.min(piece.duration, now - piece.start));
+      if (played < piece.duration)
+        rest.push({ buffer: piece.buffer, offset: piece.offset + played });
+    }
+    this.paused = { turnId: this.turnId, rest };
+    this.stopSources(false);
+    this.render("paused");
+    return true;
+  }
+
+  resume() {
+    const paused = this.paused;
+    this.paused = null;
+    const context = this.getContext();
+    if (!paused || !context || paused.turnId !== this.turnId) return false;
+    for (const { buffer, offset } of paused.rest) this.schedule(context, buffer, offset);
+    this.render(this.pieces.length ? "playing" : "idle");
+    return true;
   }
 
   startTurn(turnId) {
     this.stopSources();
+    this.paused = null;
     this.turnId = turnId;
     this.turnPieces = [];
+    this.receivedMs = 0;
     this.nextTime = 0;
-    this.setGain();
-  }
-
-  /** The node reply audio goes through (one per AudioContext): its gain does the ducking. */
-  output(context) {
-    if (!this.gainNode || this.gainNode.context !== context) {
-      this.gainNode = context.createGain();
-      this.gainNode.connect(context.destination);
-      this.setGain(true);
-    }
-    return this.gainNode;
-  }
-
-  /** The user started to speak over this turn's reply: lower it now (it may not play yet). */
-  duck(turnId) {
-    if (this.cutTurns.has(turnId) || this.duckedTurn === turnId) return;
-    this.duckedTurn = turnId;
-    this.counts.ducks += 1;
-    this.setGain();
-    this.render(this.stats.dataset.state);
-  }
-
-  /** That speech was a backchannel or a noise: the reply plays on at full volume. */
-  unduck(turnId) {
-    if (this.duckedTurn !== turnId) return;
-    this.duckedTurn = null;
-    this.counts.resumes += 1;
-    this.setGain();
-    this.render(this.stats.dataset.state);
-  }
-
-  setGain(immediate = false) {
-    const node = this.gainNode;
-    if (!node) return;
-    const target = this.ducked ? DUCKED_GAIN : 1;
-    const now = node.context.currentTime;
-    this.stats.dataset.gain = String(target);
-    node.gain.cancelScheduledValues(now);
-    if (immediate) node.gain.setValueAtTime(target, now);
-    else node.gain.setTargetAtTime(target, now, DUCK_TIME_S);
-  }
-
-  get ducked() {
-    return this.duckedTurn !== null && this.duckedTurn === this.turnId;
   }
 
   ended(piece) {
@@ -161,15 +182,15 @@ export class Player {
   /** Stop at once: used on `interrupted`, on a new turn, and when the connection drops. */
   cut(turnId = this.turnId) {
     if (turnId) this.cutTurns.add(turnId);
-    if (turnId && turnId === this.duckedTurn) this.duckedTurn = null;
     if (turnId && turnId !== this.turnId) return;
-    const had = this.pieces.length > 0;
+    const had = this.pieces.length > 0 || this.paused !== null;
+    this.paused = null;
     this.stopSources();
     if (had) this.counts.cut += 1;
     this.render(had ? "cut" : this.stats.dataset.state);
   }
 
-  stopSources() {
+  stopSources(final = true) {
     const context = this.getContext();
     const now = context ? context.currentTime : 0;
     for (const piece of this.pieces) {
@@ -185,7 +206,7 @@ export class Player {
     }
     this.pieces = [];
     this.nextTime = 0;
-    if (this.timer) this.report(true);
+    if (final && this.timer) this.report(true);
   }
 
   render(state) {
@@ -194,17 +215,17 @@ export class Player {
     stats.dataset.chunksReceived = String(this.counts.received);
     stats.dataset.chunksPlayed = String(this.counts.played);
     stats.dataset.cut = String(this.counts.cut);
-    stats.dataset.ducked = String(this.ducked);
-    stats.dataset.ducks = String(this.counts.ducks);
-    stats.dataset.resumes = String(this.counts.resumes);
-    stats.querySelector("#chunks-played").textContent =
-      `${this.counts.played} / ${this.counts.received}`;
     this.renderPosition();
   }
 
+  /** "Played 2.0 s of 4.1 s received" for the current reply: one measure, never contradictory. */
   renderPosition() {
     const ms = Math.round(this.playedMs());
     this.stats.dataset.playedMs = String(ms);
-    this.stats.querySelector("#played-time").textContent = `${(ms / 1000).toFixed(1)} s`;
+    this.stats.dataset.receivedMs = String(Math.round(this.receivedMs));
+    const seconds = (v) => `${(v / 1000).toFixed(1)} s`;
+    this.stats.querySelector("#played-time").textContent = seconds(ms);
+    this.stats.querySelector("#received-time").textContent = seconds(this.receivedMs);
+    this.stats.querySelector("#player-state").textContent = t(`player.${this.stats.dataset.state}`);
   }
 }

@@ -1,7 +1,7 @@
 // The System tab: each model slot and its state, RAM and per-GPU VRAM, preload and warmup.
 import { $, el, clear, setWidth, formatMb, formatMs, formatSeconds } from "./dom.js";
 import { api } from "./api.js";
-import { t } from "./i18n.js";
+import { onLanguageChange, t } from "./i18n.js";
 
 function meter(used, total, label) {
   const fill = el("span", { class: "meter-fill" });
@@ -27,12 +27,36 @@ function meter(used, total, label) {
   );
 }
 
+/** "Speech recognition" for "stt": slot names in the interface language (the key as title). */
+export function slotName(slot) {
+  const key = `slot.${slot}`;
+  const name = t(key);
+  return name === key.split(".").pop() ? slot : name;
+}
+
+/** A TTS mode's state in words: available, not set up, or failing (with the engine's reason). */
+function modeState(mode) {
+  if (mode.available) return t("system.available");
+  if (!mode.configured) return t("system.modeNotConfigured");
+  return t("system.modeFailing", { reason: mode.reason });
+}
+
+/** Preload: how many models loaded now and how long that took, or that all were loaded. */
+function resultSummary(kind, report, items, before) {
+  if (kind !== "preload") return t("system.warmupDone", { s: formatSeconds(report.took_s) });
+  const loadedNow = items.filter((item) => item.loaded && !before.has(item.slot)).length;
+  if (!loadedNow) return t("system.preloadNothing");
+  return t("system.preloadDone", { n: loadedNow, s: formatSeconds(report.took_s) });
+}
+
 export class System {
   constructor({ banner }) {
     this.banner = banner;
     $("#system-refresh").addEventListener("click", () => this.load());
     $("#preload").addEventListener("click", () => this.run("preload"));
     $("#warmup").addEventListener("click", () => this.run("warmup"));
+    this.loadedBefore = new Set();
+    onLanguageChange(() => this.lastResult && this.renderResult(...this.lastResult));
   }
 
   fail(error) {
@@ -48,40 +72,47 @@ export class System {
   }
 
   renderModels(status) {
+    this.loadedBefore = new Set(
+      Object.entries(status.slots || {})
+        .filter(([, s]) => s.loaded)
+        .map(([slot]) => slot),
+    );
     const body = clear($("#model-table tbody"));
     for (const [slot, s] of Object.entries(status.slots || {})) {
       let state = "notLoaded";
       if (!s.configured) state = "notConfigured";
       else if (s.error) state = "error";
       else if (s.loaded) state = "loaded";
+      const cell = (key, attrs, ...children) =>
+        el("td", { ...attrs, dataset: { label: t(`system.${key}`) } }, ...children);
       body.append(
         el(
           "tr",
           { dataset: { slot, state } },
-          el("th", { scope: "row", text: slot }),
-          el(
-            "td",
+          el("th", { scope: "row", text: slotName(slot), title: slot }),
+          cell(
+            "engine",
             {},
             el("span", { text: s.engine || "–" }),
             s.model ? el("span", { class: "muted small block", text: s.model }) : null,
           ),
-          el(
-            "td",
+          cell(
+            "state",
             {},
             el("span", { class: `badge ${state}`, text: t(`system.state.${state}`) }),
             s.error ? el("span", { class: "error-text small block", text: s.error }) : null,
           ),
-          el("td", { text: s.device || "–" }),
-          el("td", { text: s.load_s == null ? "–" : formatSeconds(s.load_s) }),
-          el("td", { text: formatMb(s.memory_mb) }),
-          el("td", { text: formatMs(s.last_latency_ms) }),
+          cell("device", { text: s.device || "–" }),
+          cell("loadTime", { text: s.load_s == null ? "–" : formatSeconds(s.load_s) }),
+          cell("memory", { text: formatMb(s.memory_mb) }),
+          cell("lastLatency", { text: formatMs(s.last_latency_ms) }),
         ),
       );
     }
     const modes = Object.entries(status.tts_modes || {}).map(([mode, m]) =>
       t("system.ttsMode", {
         mode: t(`tts.${mode}`),
-        state: m.available ? t("system.available") : m.reason,
+        state: modeState(m),
       }),
     );
     $("#tts-modes").textContent = [
@@ -151,7 +182,9 @@ export class System {
     }
   }
 
-  renderResult(kind, report) {
+  /** The outcome of a preload or warm-up; `before` is the slots that were loaded already. */
+  renderResult(kind, report, before = this.loadedBefore) {
+    this.lastResult = [kind, report, before];
     const result = $("#system-result");
     const items = kind === "preload" ? report.slots || [] : report.steps || [];
     const rows = items.map((item) => {
@@ -159,19 +192,21 @@ export class System {
       const detail =
         kind === "preload"
           ? item.error ||
-            (item.load_s == null ? t("system.alreadyLoaded") : formatSeconds(item.load_s))
+            (item.load_s == null || before.has(item.slot)
+              ? t("system.alreadyLoaded")
+              : formatSeconds(item.load_s))
           : item.error || formatMs(item.took_ms);
       return el(
         "li",
         { class: ok ? "ok" : "failed", dataset: { slot: item.slot } },
         el("span", { class: `badge ${ok ? "loaded" : "error"}`, text: ok ? "✓" : "✗" }),
-        ` ${item.slot}${item.engine ? ` (${item.engine})` : ""}: ${detail}`,
+        ` ${slotName(item.slot)}${item.engine ? ` (${item.engine})` : ""}: ${detail}`,
       );
     });
     result.hidden = false;
     result.dataset.kind = kind;
     result.replaceChildren(
-      el("p", { text: t(`system.${kind}Done`, { s: formatSeconds(report.took_s) }) }),
+      el("p", { text: resultSummary(kind, report, items, before) }),
       el("ul", { class: "result-list" }, rows),
     );
   }

@@ -1,14 +1,17 @@
 // The Talk tab: microphone → /ws/chat → transcript, streaming reply text and reply audio.
-import { $, el } from "./dom.js";
-import { t, onLanguageChange } from "./i18n.js";
+import { $ } from "./dom.js";
+import { t, onLanguageChange, serverMessage } from "./i18n.js";
 import { ChatSocket } from "./ws.js";
 import { Player } from "./player.js";
-import { renderWaterfall } from "./waterfall.js";
+import { formatLatency, renderWaterfall } from "./waterfall.js";
 import { ConnectionView } from "./connection.js";
 import { ChatLog } from "./chat-log.js";
 import { VoiceInput } from "./voice-input.js";
+import { Outbox } from "./outbox.js";
+import { Pickers } from "./pickers.js";
 
 let audioContext = null;
+const QUIET_LEVEL = 0.2; // the reply while the user may be taking the turn (about -14 dB)
 
 /** The one AudioContext (capture and playback); made and resumed inside a user gesture. */
 function ensureAudio() {
@@ -47,7 +50,8 @@ export class Talk {
     this.turnActive = false;
     this.serverConfig = null;
     this.configPending = false;
-    this.pendingTexts = [];
+    this.outbox = new Outbox(this.socket, this.log);
+    this.pickers = new Pickers();
     this.lastMetrics = null;
     this.socket.addEventListener("message", (e) => this.onEvent(e.detail));
     this.bind();
@@ -71,8 +75,19 @@ export class Talk {
     }
   }
 
+  /** One line under the conversation: how soon the last reply began to speak. */
+  summarizeLatency() {
+    const v2v = this.lastMetrics?.voice_to_voice_ms;
+    $("#latency-summary").textContent =
+      typeof v2v === "number" ? t("talk.latencySummary", { v: formatLatency(v2v) }) : "";
+  }
+
   retranslate() {
     this.input.retranslate();
+    this.player.renderPosition();
+    this.summarizeLatency();
+    this.pickers.setEngines();
+    this.sendConfig(); // the interface language decides how Chinese is written
     if (this.lastMetrics) renderWaterfall($("#waterfall"), this.lastMetrics);
   }
 
@@ -93,9 +108,7 @@ export class Talk {
     this.configPending = this.socket.isOpen;
     this.socket.send({
       type: "config",
-      language: $("#lang-select").value,
-      tts_mode: $("#tts-select").value,
-      voice_profile_id: $("#voice-select").value,
+      ...this.pickers.values(),
       hands_free: this.input.handsFree,
     });
   }
@@ -106,13 +119,14 @@ export class Talk {
     if (!text) return;
     ensureAudio();
     input.value = "";
-    this.log.add("user", text);
-    if (this.socket.isOpen) this.socket.send({ type: "text", text });
-    else {
-      this.pendingTexts.push(text);
-      this.socket.connect();
-    }
+    this.outbox.send(text, this.log.add("user", text));
+    this.log.thinking();
     this.setTurnActive(true);
+  }
+
+  /** Messages that never reached the server, for the sign-in page. */
+  undelivered() {
+    return this.outbox.undelivered();
   }
 
   stopReply() {
@@ -122,18 +136,39 @@ export class Talk {
 
   reportPlayback(turnId, playedMs, done) {
     this.socket.send({ type: "playback", turn_id: turnId, played_ms: playedMs });
-    if (done) this.settle();
+    if (done) {
+      this.log.speaking(turnId, false);
+      this.settle();
+    }
+  }
+
+  /** Quieten the reply now (the user started speaking over it); `unduckReply()` undoes it. */
+  duckReply(level = 0) {
+    this.player.duck(level);
+  }
+
+  unduckReply() {
+    this.player.unduck();
+  }
+
+  /** The reply quieted by `reply_quiet` is resumed, cut or over: full volume for what plays. */
+  endQuiet() {
+    this.quietTurn = null;
+    this.unduckReply();
   }
 
   newSession() {
     this.player.cut();
+    this.endQuiet();
     this.log.clear();
     this.socket.restart();
   }
 
   dropped() {
     this.player.cut();
+    this.endQuiet();
     this.log.cutOff();
+    this.outbox.requeue();
     this.setTurnActive(false);
     this.settle();
   }
@@ -157,59 +192,75 @@ export class Talk {
         $("#chat-log").dataset.sessionId = event.session_id;
         this.serverConfig = event.config;
         this.sendConfig();
-        for (const text of this.pendingTexts.splice(0)) this.socket.send({ type: "text", text });
+        this.outbox.flush();
         break;
       case "config":
         this.configPending = false;
         this.serverConfig = event;
-        this.applyConfig(event);
+        this.pickers.apply(event);
         break;
       case "speech_started":
         this.input.setState("hearing");
+        this.log.hearing();
         break;
       case "speech_stopped":
         if (!this.input.handsFree) break;
         this.input.setState("thinking");
         // Noise and too-short speech make no turn and no further event: rest again.
         clearTimeout(this.settleTimer);
-        this.settleTimer = setTimeout(() => this.settle(), 10_000);
+        this.settleTimer = setTimeout(() => {
+          this.log.dropLive();
+          this.settle();
+        }, 10_000);
         break;
       case "transcript":
         this.onTranscript(event);
         break;
       case "llm_token":
+        if (!this.log.node.querySelector(`[data-turn-id="${CSS.escape(event.turn_id)}"]`)) {
+          this.outbox.confirm();
+        }
         this.log.appendToken(event.turn_id, event.token);
         this.setTurnActive(true);
         break;
       case "audio_response":
+        if (this.quietTurn && event.turn_id !== this.quietTurn) this.endQuiet();
         this.setTurnActive(true);
         this.player.enqueue(event);
+        this.log.speaking(event.turn_id, true);
         this.input.setState("speaking");
         break;
-      case "reply_quiet":
-        this.player.duck(event.turn_id);
+      case "reply_quiet": // the user started to speak over this reply: out of their way, now
+        this.quietTurn = event.turn_id;
+        this.duckReply(QUIET_LEVEL);
         break;
-      case "reply_resume":
-        this.player.unduck(event.turn_id);
+      case "reply_resume": // only a backchannel or a noise: play on
+        if (event.turn_id === this.quietTurn) this.endQuiet();
         break;
       case "interrupted":
         this.player.cut(event.turn_id);
-        this.log.finish(event.turn_id, event.heard_text, true);
+        if (event.turn_id === this.quietTurn) this.endQuiet(); // (cut first: nothing is heard)
+        this.log.finish(event.turn_id, event.heard_text, true, null, event.reason);
         break;
       case "turn_end":
+        this.outbox.confirm();
         this.log.finish(event.turn_id, event.text, event.interrupted, event.tts_mode);
+        if (!this.player.playing) this.log.speaking(event.turn_id, false);
         this.lastMetrics = event.metrics || {};
         renderWaterfall($("#waterfall"), this.lastMetrics);
+        this.summarizeLatency();
         this.setTurnActive(false);
         this.settle();
         break;
       case "error":
-        this.banner.show(`${event.message} (${event.code})`, "error");
+        this.banner.show(serverMessage(event), "error");
+        this.log.dropThinking();
+        if (event.turn_id) this.outbox.confirm();
         if (this.configPending && this.serverConfig) {
           // The server refused the new settings (say, hq speech not configured): show what
           // the session really uses.
           this.configPending = false;
-          this.applyConfig(this.serverConfig);
+          this.pickers.apply(this.serverConfig);
         }
         if (event.turn_id) this.setTurnActive(false);
         break;
@@ -218,37 +269,29 @@ export class Talk {
     }
   }
 
-  applyConfig(config) {
-    const set = (id, value) => {
-      const select = $(id);
-      if ([...select.options].some((o) => o.value === value)) select.value = value;
-    };
-    set("#lang-select", config.language || "auto");
-    set("#tts-select", config.tts_mode || "auto");
-    set("#voice-select", config.voice_profile_id || "");
-  }
-
   onTranscript(event) {
     const partial = $("#partial");
     if (!event.final) {
       partial.textContent = event.text;
+      this.log.hearing(event.text);
       return;
     }
     partial.textContent = "";
+    clearTimeout(this.settleTimer);
     // A new turn while the last reply still plays: the user has moved on, stop it.
     if (this.player.playing && this.player.turnId !== event.turn_id) this.player.cut();
-    this.log.add("user", event.text, event.turn_id);
+    this.log.heard(event.text, event.turn_id);
     this.setTurnActive(true);
     this.input.setState("thinking");
   }
 
   /** The voice picker's options, from the voice-profile list. */
   setVoices(profiles) {
-    const select = $("#voice-select");
-    const current = select.value;
-    const options = profiles.map((p) => el("option", { value: p.id, text: p.name }));
-    select.replaceChildren(select.options[0], ...options);
-    select.value = profiles.some((p) => p.id === current) ? current : "";
-    if (select.value !== current) this.sendConfig(); // the chosen profile was deleted
+    if (this.pickers.setVoices(profiles)) this.sendConfig(); // the chosen profile went away
+  }
+
+  /** What the engines can do shapes the pickers (hq speech, voice cloning). */
+  setEngines(status) {
+    if (this.pickers.setEngines(status)) this.sendConfig();
   }
 }

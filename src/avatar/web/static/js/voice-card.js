@@ -31,6 +31,14 @@ function qualityReport(p) {
   );
 }
 
+/** The string for `key` in the interface language, or null when there is none. */
+function known(key) {
+  const text = t(key);
+  return text === key.split(".").pop() ? null : text;
+}
+
+/** The server's warnings, in the interface language where their code is known (the figures
+ * they name are in the report above). */
 function warningList(p) {
   const warnings = p.warnings || [];
   if (!warnings.length) return el("p", { class: "ok-text small", text: t("voices.noWarnings") });
@@ -41,8 +49,8 @@ function warningList(p) {
       el(
         "li",
         { class: "warning", dataset: { code: w.code } },
-        el("strong", { text: w.message }),
-        w.hint ? el("span", { text: ` ${w.hint}` }) : null,
+        el("strong", { text: known(`voices.warn.${w.code}`) ?? w.message }),
+        ` ${known(`voices.fix.${w.code}`) ?? w.hint ?? ""}`,
       ),
     ),
   );
@@ -76,7 +84,7 @@ export function profileCard(p, { onEdit, onDelete }) {
     ? el(
         "p",
         { class: "reference small" },
-        el("span", { class: "muted", text: `${t("voices.referenceShort")}: ` }),
+        el("span", { class: "muted", text: `${t("voices.referenceShort")}${t("app.colon")}` }),
         p.reference_text,
       )
     : null;
@@ -128,6 +136,7 @@ async function testSynthesis(profile, text, result, go) {
       }),
       " ",
       el("span", { text: t("voices.spokeWith", { voice }) }),
+      cloned ? null : el("span", { class: "why block", text: t("voices.whyNotCloned") }),
     );
     result.dataset.voice = voice;
     result.dataset.cloned = String(cloned);

@@ -1,6 +1,6 @@
 // The Voices tab: record or upload a reference, list the profiles (see voice-card.js), edit
 // them in a dialog, delete them after a confirmation.
-import { $, clear, confirmDialog } from "./dom.js";
+import { $, $$, clear, confirmDialog } from "./dom.js";
 import { api, ApiError } from "./api.js";
 import { t } from "./i18n.js";
 import { Recorder } from "./recorder.js";
@@ -43,6 +43,8 @@ export class Voices {
       this.preview(file, t("voices.fileChosen", { name: file.name }));
     });
     $("#edit-form").addEventListener("submit", (e) => this.saveEdit(e));
+    $("#voice-form").addEventListener("input", (e) => this.fieldChanged(e));
+    $("#voice-form").addEventListener("change", (e) => this.fieldChanged(e));
   }
 
   useRecording(blob) {
@@ -52,6 +54,7 @@ export class Voices {
     this.recorded = blob;
     $("#voice-file").value = "";
     this.preview(blob, t("voices.recorded", { s: this.recorder.seconds }));
+    if (this.errorField === "#voice-file") this.formError("");
   }
 
   preview(blob, label) {
@@ -63,18 +66,43 @@ export class Voices {
     $("#voice-source").textContent = label;
   }
 
-  formError(message) {
+  /** Show `message` tied to `field` (its input is marked invalid and described by it), or
+   * clear it. The error goes as soon as that field is fixed. */
+  formError(message, field = null) {
     const node = $("#voice-error");
     node.textContent = message;
     node.hidden = !message;
+    for (const input of $$("#voice-form [aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      input.removeAttribute("aria-describedby");
+    }
+    this.errorField = message ? field : null;
+    this.errorHome ??= { parent: node.parentNode, next: node.nextSibling };
+    if (message && field) {
+      const input = $(field);
+      input.setAttribute("aria-invalid", "true");
+      input.setAttribute("aria-describedby", "voice-error");
+      input.after(node); // shown under the field it is about
+      input.focus();
+    } else {
+      this.errorHome.parent.insertBefore(node, this.errorHome.next);
+    }
+  }
+
+  /** An input changed: an error about it (or about the whole form) is out of date. */
+  fieldChanged(event) {
+    if ($("#voice-error").hidden) return;
+    const field = this.errorField;
+    const audioFixed = field === "#voice-file" && this.recorded;
+    if (!field || event.target.matches(field) || audioFixed) this.formError("");
   }
 
   async create() {
     const name = $("#voice-name").value.trim();
     const file = $("#voice-file").files[0];
     const audio = this.recorded || file;
-    if (!name) return this.formError(t("voices.needName"));
-    if (!audio) return this.formError(t("voices.needAudio"));
+    if (!name) return this.formError(t("voices.needName"), "#voice-name");
+    if (!audio) return this.formError(t("voices.needAudio"), "#voice-file");
     const form = new FormData();
     form.set("name", name);
     form.set("description", $("#voice-description").value.trim());

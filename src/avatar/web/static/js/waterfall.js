@@ -1,12 +1,19 @@
 // The per-turn latency waterfall, drawn with DOM bars whose offset and width are set through
 // CSSOM (element.style), which the CSP allows (no inline style markup anywhere).
-import { el, clear, formatMs } from "./dom.js";
+import { el, clear } from "./dom.js";
 import { t } from "./i18n.js";
 
 /**
  * Stages on one time axis starting at the end of the user's speech. `endpointing_ms` and
  * `stt_ms` are durations; the others are times since the end of speech (docs/PROTOCOL.md).
  */
+const DURATIONS = new Set(["endpointing_ms", "stt_ms"]);
+
+/** 850 ms, 6.5 s: short enough for the narrow value column. */
+export function formatLatency(ms) {
+  return ms >= 1000 ? `${(ms / 1000).toFixed(1)} s` : `${Math.round(ms)} ms`;
+}
+
 function stages(m) {
   const num = (v) => (typeof v === "number" && Number.isFinite(v) ? v : null);
   const endpointing = num(m.endpointing_ms);
@@ -33,6 +40,7 @@ function stages(m) {
       start: Math.min(start, end),
       end,
       value,
+      kind: DURATIONS.has(key) ? "took" : "at",
     }));
 }
 
@@ -46,7 +54,12 @@ export function renderWaterfall(container, metrics = {}) {
     return 0;
   }
   const span = Math.max(...rows.map((r) => r.end), 1);
+  let group = null;
   for (const row of rows) {
+    if (row.kind !== group) {
+      group = row.kind;
+      container.append(el("p", { class: "wf-group small", text: t(`wf.group.${group}`) }));
+    }
     const bar = el("span", { class: `wf-bar wf-${row.key.replace(/_ms$/, "")}` });
     bar.style.left = `${(row.start / span) * 100}%`;
     bar.style.width = `${Math.max(((row.end - row.start) / span) * 100, 0.8)}%`;
@@ -56,7 +69,10 @@ export function renderWaterfall(container, metrics = {}) {
         { class: "wf-row", dataset: { metric: row.key, ms: String(Math.round(row.value)) } },
         el("span", { class: "wf-label", text: t(row.label) }),
         el("span", { class: "wf-track" }, bar),
-        el("span", { class: "wf-value", text: formatMs(row.value) }),
+        el("span", {
+          class: "wf-value",
+          text: t(`wf.${row.kind}`, { v: formatLatency(row.value) }),
+        }),
       ),
     );
   }
@@ -70,7 +86,7 @@ export function metricChips(metrics = {}) {
     el(
       "span",
       { class: "chip", dataset: { metric: row.key } },
-      `${t(row.label)} ${formatMs(row.value)}`,
+      `${t(row.label)} ${t(`wf.${row.kind}`, { v: formatLatency(row.value) })}`,
     ),
   );
 }

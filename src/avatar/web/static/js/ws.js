@@ -1,9 +1,9 @@
 // The /ws/chat connection: JSON events in, PCM and JSON messages out, automatic reconnect with
-// exponential backoff. The login cookie authenticates it (same origin); the session id is kept
+// a short backoff (a restarted server is found again within a few seconds). The login cookie authenticates it (same origin); the session id is kept
 // so a reconnect continues the same stored conversation.
 
 const MAX_BUFFERED = 256 * 1024; // drop microphone audio rather than queue seconds of it
-const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
+const BACKOFF_MS = [300, 1000, 2000, 3000];
 
 /**
  * Events (dispatched as CustomEvent on the instance):
@@ -124,8 +124,9 @@ export class ChatSocket extends EventTarget {
     if (ws) {
       ws.onclose = null;
       ws.close(1000);
-      this.emit("status", { state: "closed", code: 1000, everOpened: this.everOpened });
     }
+    // Also while only waiting for the next try: the "reconnecting" state must end here.
+    this.emit("status", { state: "closed", code: 1000, everOpened: this.everOpened });
   }
 
   send(message) {

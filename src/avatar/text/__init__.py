@@ -1,0 +1,1 @@
+"""Text helpers that know about languages and scripts (Chinese Traditional/Simplified)."""

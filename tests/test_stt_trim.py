@@ -1,0 +1,212 @@
+"""Whisper on the utterance's own length: the guard's rules, a real clip that loops when trimmed
+(and is decoded padded instead), and ordinary questions that read the same either way."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from avatar.audio.pcm import PcmAudio
+from avatar.audio.resample import resample
+from avatar.bench.stt import units
+from avatar.bench.stt_set import human_en
+from avatar.engines.registry import create_engine
+from avatar.engines.stt import whisper_trim as wt
+from avatar.engines.stt.whisper import FasterWhisperStt, _options, _tokenizer, decode
+from avatar.engines.tts.piper import PiperTts
+from avatar.models.store import ModelStore
+from avatar.settings import SttSettings
+from conftest import say_en
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many days are there in a week?",
+    "What do bees make?",
+    "Is water wet or dry?",
+]
+
+
+@pytest.fixture(scope="module")
+def engine(model_store: ModelStore) -> Iterator[FasterWhisperStt]:
+    stt = create_engine("stt", "faster-whisper", SttSettings(), model_store)
+    assert isinstance(stt, FasterWhisperStt)
+    stt.load()
+    yield stt
+    stt.shutdown()
+
+
+@pytest.fixture(scope="module")
+def model(engine: FasterWhisperStt) -> Any:
+    return engine._model
+
+
+@pytest.fixture(scope="module")
+def spoken(speaker: PiperTts) -> dict[str, np.ndarray]:
+    """The questions in the deterministic Piper voice, 16 kHz."""
+    return {q: resample(say_en(speaker, q), 16_000).samples.astype(np.float32) for q in QUESTIONS}
+
+
+# --- the guard's rules ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "ever tried ever tried ever tried ever",  # a short unit, three times
+        "no matter . no matter .",
+        "can you name a color on the sky ? can you name a color on",  # starts over, cut off
+        "we had it all , we had none . we had it all , we had none .",  # said again in full
+        "it was the age of wisdom , it was the age of folly . it was the age of wisdom , it was "
+        "the age of folly",  # again but for its full stop
+    ],
+)
+def test_loops_found(text: str) -> None:
+    assert wt.loops(text.split())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "it was the epoch of belief , it was the epoch of incredulity .",
+        "it was the best of times . it was the worst of times .",
+        "what is it ? it is what it is .",
+        "what is the capital of france ?",
+        "very very good",
+        "",
+    ],
+)
+def test_ordinary_text_is_not_a_loop(text: str) -> None:
+    assert not wt.loops(text.split())
+
+
+def test_token_budget_grows_with_duration() -> None:
+    assert wt.token_budget(1.0) < wt.token_budget(3.0) < wt.token_budget(10.0)
+    assert wt.token_budget(3.0) >= 3 * 8  # a fast Mandarin speaker fits
+
+
+def test_long_audio_is_not_trimmed(model: Any) -> None:
+    assert wt.trimmable(np.zeros(25 * 16_000))
+    assert not wt.trimmable(np.zeros(int(29.5 * 16_000)))
+    assert wt.window(model, np.zeros(3 * 16_000, np.float32)).shape == (80, 400)
+
+
+# --- real speech ----------------------------------------------------------------------------
+
+
+def test_the_guard_catches_a_real_decoder_loop(model: Any) -> None:
+    # "Ever tried." (Beckett, the first 1.31 s of the moonshine-voice recording), encoded on its
+    # own length and decoded without timestamps, loops: "Ever tried. Ever tried. Ever tri...".
+    clip = human_en()[0]
+    assert clip.reference == "Ever tried."
+    encoder_output = model.encode(wt.window(model, clip.samples))
+    tokenizer = _tokenizer(model, "en")
+    options = _options(tokenizer, 1)
+    loop = _decode_without_timestamps(model, encoder_output, tokenizer, options, clip.duration_s)
+    text = [t for t in loop[0].sequences_ids[0] if t < tokenizer.eot]
+
+    reason = wt.guard(wt.token_keys(tokenizer, text), [], 999, loop, options)
+
+    assert units(tokenizer.decode(text), "en")[:4] == ["ever", "tried", "ever", "tried"]
+    assert reason == "repetition"
+
+
+def test_a_trimmed_decode_that_loops_falls_back_to_padded(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same real loop, injected where the engine's own trimmed decode would be (with
+    # timestamps this clip no longer loops): the padded decode must take over.
+    clip = human_en()[0]
+    real = model.generate_with_fallback
+    calls: list[str] = []
+
+    def looping(encoder_output: Any, prompt: Any, tokenizer: Any, options: Any) -> Any:
+        calls.append("trimmed" if options.max_new_tokens else "padded")
+        if options.max_new_tokens:  # only the trimmed decode sets a budget
+            return _decode_without_timestamps(
+                model, encoder_output, tokenizer, options, clip.duration_s
+            )
+        return real(encoder_output, prompt, tokenizer, options)
+
+    monkeypatch.setattr(model, "generate_with_fallback", looping)
+    out = decode(model, clip.samples, "en", 1, trim=True)
+
+    assert calls == ["trimmed", "padded"]
+    assert not out.trimmed and out.fallback in {"repetition", "token_budget"}
+    assert units(out.text, "en") == ["ever", "tried"]
+
+
+def _decode_without_timestamps(
+    model: Any, encoder_output: Any, tokenizer: Any, options: Any, duration_s: float
+) -> Any:
+    once = dataclasses.replace(
+        options,
+        temperatures=[0.0],
+        max_new_tokens=wt.token_budget(duration_s),
+        without_timestamps=True,
+    )
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+    return type(model).generate_with_fallback(model, encoder_output, prompt, tokenizer, once)
+
+
+@pytest.mark.parametrize("question", QUESTIONS)
+def test_ordinary_questions_read_the_same_trimmed_and_padded(
+    model: Any, spoken: dict[str, np.ndarray], question: str
+) -> None:
+    # as the server hands it over: pre-roll before the speech, VAD hangover after it
+    samples = np.concatenate([np.zeros(6_400, np.float32), spoken[question], np.zeros(8_000)])
+    trimmed = decode(model, samples.astype(np.float32), None, 1, trim=True)
+    padded = decode(model, samples.astype(np.float32), None, 1, trim=False)
+
+    assert trimmed.trimmed and not padded.trimmed
+    assert trimmed.language == padded.language == "en"
+    assert units(trimmed.text, "en") == units(padded.text, "en") == units(question, "en")
+
+
+async def test_trim_setting_reaches_the_engine(
+    engine: FasterWhisperStt, spoken: dict[str, np.ndarray]
+) -> None:
+    off = FasterWhisperStt.from_settings(SttSettings(trim=False), engine._models)
+    off._model, off._is_loaded = engine._model, True  # the same loaded model, the other setting
+    try:
+        result = await off.transcribe(PcmAudio(spoken[QUESTIONS[0]], 16_000))
+    finally:
+        off._model = None
+        off.shutdown()
+
+    assert SttSettings().trim and not off._trim
+    assert units(result.text, "en") == units(QUESTIONS[0], "en")
+
+
+# --- the benchmark command's bad input -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--groups", "questions,nope"], "unknown group(s) ['nope']"),
+        (["--groups", "human-zh", "--zh-dir", "/nonexistent"], "no Mandarin clips at"),
+    ],
+)
+def test_bench_stt_refuses_bad_input_and_writes_nothing(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    out = tmp_path / "stt.json"
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "avatar"), "bench", "stt", *args, "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert not out.exists()
