@@ -42,5 +42,7 @@ def test_llama_reads_the_prompt_and_decodes_on_their_own_thread_counts(
 ) -> None:
     chat = LlamaCppChat.from_settings(LlmSettings(threads=1, batch_threads=2), model_store)
     assert (chat.threads, chat.batch_threads) == (1, 2)
-    same = LlamaCppChat.from_settings(LlmSettings(threads=2), model_store)
-    assert (same.threads, same.batch_threads) == (2, 2)
+    same = LlamaCppChat.from_settings(LlmSettings(threads=3, batch_threads=None), model_store)
+    assert (same.threads, same.batch_threads) == (3, 3)
+    default = LlmSettings()
+    assert (default.threads, default.batch_threads) == (1, 2)

@@ -127,11 +127,11 @@ class LlmSettings(BaseModel):
     model: str = Field(
         "qwen2.5-coder-0.5b-instruct", description="Catalog name, path or remote model."
     )
-    # One thread: llama.cpp's threads spin-wait for each other, and on two cores shared with
-    # Piper (and Whisper, and the VAD) a second one costs far more than it brings (BENCHMARKS.md).
-    threads: int = Field(1, ge=1, description="CPU threads for local inference.")
+    # Decoding on one thread, the prompt on two: llama.cpp's threads spin-wait for each other,
+    # and decoding overlaps with Piper on a 2-core machine; reading the prompt does not.
+    threads: int = Field(1, ge=1, description="CPU threads for local inference (decoding).")
     batch_threads: int | None = Field(
-        None, ge=1, description="Local models: threads reading the prompt (None: threads)."
+        2, ge=1, description="Local models: threads reading the prompt (None: as threads)."
     )
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
