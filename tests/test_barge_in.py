@@ -71,3 +71,33 @@ async def test_user_speech_interrupts_and_heard_text_is_stored(fake_server, spee
     assert first.assistant_text.startswith(heard.rstrip(".")) and len(first.assistant_text) > len(
         heard
     )
+
+
+@pytest.fixture(scope="module")
+def yes_pcm(speaker: PiperTts) -> bytes:
+    return to_pcm16k(say_en(speaker, "Yes."))
+
+
+async def test_the_reply_is_quieted_before_the_cut_and_resumed_after_a_backchannel(
+    fake_server, speech_pcm, yes_pcm
+) -> None:
+    """Over the real WebSocket with the real VAD: `reply_quiet` precedes `interrupted` for
+    speech that takes the turn, and is followed by `reply_resume` for a short "Yes."."""
+    yes = yes_pcm
+    async with connect(fake_server) as ws:
+        client = ChatClient(ws)
+        turn_id = await _start_reply(client)
+        await client.stream(silence(0.3) + yes + silence(1.0), realtime=1.0)
+        resumed = await client.until(lambda e: e["type"] == "reply_resume")
+        assert not [e for e in client.events if e["type"] == "interrupted"]
+        await client.stream(speech_pcm + silence(1.0), realtime=0.2)
+        cut = await client.until(lambda e: e["type"] == "interrupted")
+    events = client.events
+    quiets = [i for i, e in enumerate(events) if e["type"] == "reply_quiet"]
+    resumes = [i for i, e in enumerate(events) if e["type"] == "reply_resume"]
+    assert {events[i]["turn_id"] for i in quiets + resumes} == {turn_id}
+    assert resumed["reason"] in ("backchannel", "noise") and quiets[0] < events.index(resumed)
+    # every quiet ends in a resume, but the last: the cut
+    assert len(quiets) == len(resumes) + 1 and quiets[-1] < events.index(cut)
+    assert all(q < r for q, r in zip(quiets, resumes, strict=False))
+    assert cut["turn_id"] == turn_id and cut["reason"] == "barge_in"

@@ -28,6 +28,58 @@ def test_first_chunk_is_released_at_the_first_clause_with_enough_words() -> None
     assert chunker.flush() == ["I"]
 
 
+def test_a_long_first_sentence_is_cut_before_a_phrase() -> None:
+    chunker = TextChunker()
+    assert chunker.push("The Great Wall of China stretches ac") == []  # "of": too early
+    assert chunker.push("ross") == []  # "across" or "acrossword"? wait for its end
+    assert chunker.push(" ") == ["The Great Wall of China stretches"]
+    assert chunker.push("northern China for thousands of kilometres. It") == [
+        "across northern China for thousands of kilometres."
+    ]
+    assert chunk("There are seven days in a week.") == ["There are seven days", "in a week."]
+
+
+def test_a_long_first_phrase_is_cut_after_ten_words_but_not_after_an_article() -> None:
+    assert chunk("Big red fire trucks usually make really loud noises everywhere they go.") == [
+        "Big red fire trucks usually make really loud noises everywhere",
+        "they go.",
+    ]
+    assert chunk("One two three four five six seven eight nine the ten eleven.")[0] == (
+        "One two three four five six seven eight nine the ten"
+    )
+
+
+def test_a_long_first_sentence_is_cut_before_a_clause_opener() -> None:
+    assert chunk("Water boils at sea level because the air pressure is just right.") == [
+        "Water boils at sea level",
+        "because the air pressure is just right.",
+    ]
+    # too few words before it: no cut ("and" in a short first phrase stays)
+    assert chunk("Salt and pepper are fine.") == ["Salt and pepper are fine."]
+    assert chunk("Sandy beaches are wonderful places to relax.", max_first_words=0) == [
+        "Sandy beaches are wonderful places to relax."
+    ]
+
+
+def test_a_long_chinese_first_sentence_is_cut_after_a_particle() -> None:
+    text = "北京是中国的首都也是一座有三千多年历史的古城。它很美。"
+    assert chunk(text) == ["北京是中国的首都也是", "一座有三千多年历史的古城。", "它很美。"]
+    assert chunk("我今天下午想去图书馆借几本书。")[0] == "我今天下午想去图书馆"  # no particle
+    assert chunk("我昨天买了一本很有意思的书。") == ["我昨天买了", "一本很有意思的书。"]
+    # short sentences and clauses are released as before
+    assert chunk("好的，我来帮你查一下。")[0] == "好的，我来帮你查一下。"
+
+
+def test_early_cuts_do_not_depend_on_how_the_text_was_split() -> None:
+    for text in (
+        "The Great Wall of China stretches across northern China for thousands of kilometres.",
+        "北京是中国的首都也是一座有三千多年历史的古城。",
+    ):
+        whole = chunk([text])
+        assert chunk(text) == whole  # one character at a time
+        assert chunk([text[:7], text[7:19], text[19:]]) == whole
+
+
 def test_later_chunks_end_at_sentences_not_clauses() -> None:
     text = "Sure thing, here it is. First, we mix; then, we bake. Done!"
 
@@ -79,7 +131,7 @@ def test_mixed_chinese_and_english() -> None:
     ],
 )
 def test_numbers_abbreviations_and_urls_do_not_split(sentence: str) -> None:
-    assert chunk(sentence) == [sentence]
+    assert chunk(sentence, max_first_words=0) == [sentence]  # only punctuation may end it
 
 
 def test_ambiguous_abbreviations_end_a_sentence_before_a_capital() -> None:

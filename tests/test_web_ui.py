@@ -607,6 +607,61 @@ async def test_barge_in_cuts_playback_at_once(
             await b.close()
 
 
+@pytest.fixture(scope="module")
+def backchannel_wav(speaker: PiperTts, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    audio = say_en(speaker, "Yes.")  # shorter than the 600 ms backchannel window
+    assert audio.duration_s < 0.9
+    pcm = silence(1.0) + to_pcm16k(audio) + silence(3.0)
+    return write_wav(tmp_path_factory.mktemp("wav") / "backchannel.wav", pcm)
+
+
+async def logged(page: Any, entry: str) -> bool:
+    return entry in await page.evaluate("window.duckLog")
+
+
+_WATCH_DUCKING = """() => {
+  window.duckLog = [];
+  const stats = document.querySelector("#player-stats");
+  new MutationObserver(() => {
+    const d = stats.dataset;
+    const last = window.duckLog[window.duckLog.length - 1];
+    const now = `${d.ducked}:${d.state}`;
+    if (now !== last) window.duckLog.push(now);
+  }).observe(stats, { attributes: true });
+}"""
+
+
+async def test_a_backchannel_ducks_the_reply_then_it_plays_on(
+    playwright: Any, scripted: Callable[[], ContextManager[LiveServer]], backchannel_wav: Path
+) -> None:
+    b = await launch(playwright, fake_audio=backchannel_wav)
+    with scripted() as server:
+        context, page, log = await open_page(b, server)
+        try:
+            await _start_story(page)
+            await page.evaluate(_WATCH_DUCKING)
+            await page.click("#mic-button")  # "Yes." 1 s later, over the story
+            stats = page.locator("#player-stats")
+            for _ in range(300):  # the page's CSP forbids wait_for_function's eval
+                if await logged(page, "true:playing"):
+                    break
+                await page.wait_for_timeout(100)
+            await expect(stats).to_have_attribute("data-ducked", "false", timeout=30_000)
+            seen = await page.evaluate("window.duckLog")
+            # lowered while the user spoke, then back to full volume, playing all along
+            assert seen[seen.index("true:playing") :][-1] == "false:playing"
+            assert (await dataset(page, "#player-stats"))["cut"] == "0"
+            assert not log.sent_json("interrupt")
+            await page.wait_for_timeout(1_500)  # no turn, no cut: the story goes on
+            assert (await dataset(page, "#player-stats"))["cut"] == "0"
+            assert not await page.locator("#chat-log .msg.assistant.interrupted").count()
+            await page.click("#mic-button")
+            assert log.errors() == []
+        finally:
+            await context.close()
+            await b.close()
+
+
 async def test_server_dropping_mid_reply_reconnects(
     browser: Any, scripted: Callable[[], ContextManager[LiveServer]]
 ) -> None:

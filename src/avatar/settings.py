@@ -132,7 +132,12 @@ class LlmSettings(BaseModel):
     model: str = Field(
         "qwen2.5-coder-0.5b-instruct", description="Catalog name, path or remote model."
     )
-    threads: int = Field(2, ge=1, description="CPU threads for local inference.")
+    # Decoding on one thread, the prompt on two: llama.cpp's threads spin-wait for each other,
+    # and decoding overlaps with Piper on a 2-core machine; reading the prompt does not.
+    threads: int = Field(1, ge=1, description="CPU threads for local inference (decoding).")
+    batch_threads: int | None = Field(
+        2, ge=1, description="Local models: threads reading the prompt (None: as threads)."
+    )
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     prompt_cache_mb: int = Field(
@@ -174,12 +179,16 @@ class TtsSlotSettings(BaseModel):
 
     voice: str | None = Field(None, description="Engine voice name.")
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
+    threads: int | None = Field(
+        None, ge=1, description="Piper on CPU: inference threads (None: one per core)."
+    )
     base_url: str | None = Field(None, description="Remote engine: OpenAI-compatible base URL.")
     api_key: SecretStr | None = Field(None, description="Remote engine: API key.")
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")
 
 
-FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe"}
+# Piper on one thread: it speaks while llama.cpp decodes on the other core (BENCHMARKS.md).
+FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe", "threads": 1}
 
 
 class TtsSettings(BaseModel):

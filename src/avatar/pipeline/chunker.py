@@ -1,9 +1,13 @@
 """Speakable chunks from streamed LLM text, and the markdown cleanup applied to them.
 
-:class:`TextChunker` releases the first chunk early, at the first clause boundary once it holds a
-few words, so TTS can start; later chunks end at sentence ends or newlines, or are cut at a space
-when they grow past ``max_chars``. Every boundary is decided only once the character after it has
-arrived, so the chunks do not depend on how the text was split into deltas.
+:class:`TextChunker` releases the first chunk early, so TTS can start: at the first clause
+boundary once it holds a few words, else before a word that opens a clause or a phrase
+("because", "which", "in", "across", …) once it holds four, else after ``max_first_words`` words
+(never after "a", "the", "of", …; Chinese: after ``max_first_cjk_chars`` characters, or after
+是, 了 or 的 where one is near). Later chunks end at sentence ends or
+newlines, or are cut at a space when they grow past ``max_chars``. Every boundary is decided
+only once the character after it has arrived, so the chunks do not depend on how the text was
+split into deltas.
 """
 
 from __future__ import annotations
@@ -19,6 +23,24 @@ CJK_CLAUSE = "，、；："
 DASHES = "—–"
 CLOSERS = "\"'”’)]}」』》）】*`"  # markdown emphasis may close after the punctuation
 OPENERS = "\"'“‘([{「『《（【"
+# Words that open a clause or a phrase: a natural place to end a first chunk before them;
+# and words a first chunk never ends on.
+# fmt: off
+PREPOSITIONS = frozenset((
+    "in", "on", "at", "for", "with", "from", "by", "about", "across", "over", "under", "into",
+    "through", "during", "after", "before", "around", "between", "near", "without", "within",
+))
+BREAK_BEFORE = PREPOSITIONS | frozenset((
+    "and", "but", "because", "which", "who", "whose", "when", "while", "where", "if",
+    "although", "though", "since", "unless", "until", "whereas",
+))
+NEVER_LAST = PREPOSITIONS | frozenset((
+    "a", "an", "the", "of", "to", "and", "or", "but", "my", "your", "his", "her", "its", "our",
+    "their", "this", "that", "these", "those", "very", "is", "are", "was", "were", "as", "so",
+    "than", "like",
+))
+# fmt: on
+CJK_BREAK_AFTER = "是了的"  # a first Chinese chunk may end after these (a phrase ends)
 # Abbreviations that never end a sentence, and those that end one before a capital letter.
 # fmt: off
 NEVER_END = frozenset((
@@ -31,6 +53,7 @@ MAYBE_END = frozenset((
 ))
 # fmt: on
 _DOTTED = re.compile(r"(?:[a-z]\.)+[a-z]")
+_COMPLETE_TOKEN = re.compile(r"\S+(?=\s)")
 
 _LINE_RULES = [
     re.compile(r"^[ \t]*(?:```|~~~).*$", re.M),  # code fence lines
@@ -95,6 +118,8 @@ class TextChunker:
         *,
         min_first_words: int = 3,
         min_first_cjk_chars: int = 4,
+        max_first_words: int = 10,
+        max_first_cjk_chars: int = 10,
         max_chars: int = 200,
         strip_emoji: bool = True,
     ) -> None:
@@ -102,6 +127,8 @@ class TextChunker:
             raise ValueError("max_chars must be positive")
         self.min_first_words = min_first_words
         self.min_first_cjk_chars = min_first_cjk_chars
+        self.max_first_words = max_first_words  # 0: the first chunk waits for punctuation
+        self.max_first_cjk_chars = max_first_cjk_chars
         self.max_chars = max_chars
         self.strip_emoji = strip_emoji
         self._buf = ""
@@ -141,11 +168,52 @@ class TextChunker:
 
     def _first_boundary(self) -> tuple[int, bool] | None:
         """The earliest boundary as (end, confirmed); unconfirmed ones need more text."""
+        early = None if self._released else self._early_cut()
         for end, kind in _candidates(self._buf, clauses=not self._released):
+            if early is not None and early < end:
+                return early, True
             if kind == "pending":
                 return end, False
             if self._acceptable(end, first_clause=kind == "clause"):
                 return end, True
+        return None if early is None else (early, True)
+
+    def _early_cut(self) -> int | None:
+        """Where a first chunk without punctuation yet ends, so TTS can start (or None)."""
+        cut = self._word_cut() if self.max_first_words else None
+        if cut is None and self.max_first_cjk_chars:
+            cut = self._cjk_cut()
+        return cut if cut is not None and self._acceptable(cut, first_clause=False) else None
+
+    def _word_cut(self) -> int | None:
+        """Before a clause or phrase opener once ``min_first_words`` + 1 words are in, or after
+        ``max_first_words`` words (at the first that may end a chunk) once the next has begun."""
+        words = 0
+        for token in _COMPLETE_TOKEN.finditer(self._buf):
+            if not any(ch.isalnum() and not is_cjk(ch) for ch in token.group()):
+                continue
+            bare = token.group().strip(OPENERS + CLOSERS + CLAUSE + SENTENCE_END).lower()
+            if words > self.min_first_words and bare in BREAK_BEFORE:
+                return token.start()
+            words += 1
+            if words >= self.max_first_words and bare not in NEVER_LAST:
+                after = self._buf[token.end() :].lstrip(" \t")
+                return token.end() if after and after[0].isalnum() else None
+        return None
+
+    def _cjk_cut(self) -> int | None:
+        """After ``max_first_cjk_chars`` Han characters, or after the last break particle from
+        ``min_first_cjk_chars`` on; only once the next character (also Han) has arrived."""
+        count, best = 0, None
+        for i, ch in enumerate(self._buf):
+            if not is_cjk(ch):
+                continue
+            count += 1
+            if count >= self.min_first_cjk_chars and ch in CJK_BREAK_AFTER:
+                best = i + 1
+            if count >= self.max_first_cjk_chars:
+                end = best or i + 1
+                return end if end < len(self._buf) and is_cjk(self._buf[end]) else None
         return None
 
     def _cut_point(self, lead: int, limit: int) -> int | None:

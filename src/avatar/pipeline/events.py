@@ -59,6 +59,31 @@ class SpeechStopped:
     """The user's speech ended (hands-free)."""
 
 
+class ResumeReason(StrEnum):
+    """Why a quieted reply carries on."""
+
+    BACKCHANNEL = "backchannel"  # short speech ("uh-huh") that does not take the turn
+    NOISE = "noise"  # a voiced blip too short to be speech
+    ECHO = "echo"  # too many false alarms in this reply: AVATAR hears itself; no more quieting
+    REPLY_ENDED = "reply_ended"  # the reply finished playing while the user spoke
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyQuieted:
+    """Voice began over an audible reply: the client ducks its playback at once
+    (``reply_quiet`` on the wire). ``Interrupted`` or ``ReplyResumed`` follows for the turn."""
+
+    turn_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyResumed:
+    """The voice that quieted the reply did not take the turn: play on (``reply_resume``)."""
+
+    turn_id: str
+    reason: ResumeReason
+
+
 @dataclass(frozen=True, slots=True)
 class Transcript:
     text: str
@@ -127,6 +152,8 @@ SessionEvent = (
     SessionStarted
     | SpeechStarted
     | SpeechStopped
+    | ReplyQuieted
+    | ReplyResumed
     | Transcript
     | ReplyText
     | ReplyAudio

@@ -26,6 +26,7 @@ from avatar.engines.hub import EngineHub
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
 from avatar.pipeline.context import ConversationContext
+from avatar.pipeline.ducking import Hearing, ReplyDucker
 from avatar.pipeline.echo import EchoGuard
 from avatar.pipeline.end_of_turn import EndpointReason
 from avatar.pipeline.endpointing import EndpointerConfig, EndpointEvent, SpeechEnd, SpeechStart
@@ -61,6 +62,7 @@ from avatar.pipeline.responder import run_reply
 from avatar.pipeline.speculation import HeldOutput, Speculation
 from avatar.pipeline.turn import Turn, TurnState
 from avatar.pipeline.turn_taking import Ending, Pause, TurnTaking
+from avatar.pipeline.utterance import FRAME_MS
 from avatar.text.script import to_script
 
 __all__ = ["ClientGone", "SessionConfig", "TurnRecorder", "VoiceResolver", "VoiceSession"]
@@ -99,6 +101,7 @@ class VoiceSession:
         self.playback = PlaybackClock(clock)
         self.replies = Generation()
         self.speculation = Speculation(self.replies, clock)  # a held reply started at a pause
+        self.ducker = ReplyDucker(backchannel_ms=self.config.backchannel_ms)
         self.turn: Turn | None = None
         self._detected_language: str | None = None
         self._overlapped = False  # the current utterance began while a reply was audible
@@ -114,6 +117,7 @@ class VoiceSession:
                     await self._on_endpoint(event)
                 await self._on_pause(self.turn_taking.observe(self.listener.endpointer))
                 await self._show_partial(frame)
+                await self._duck()
                 await self._check_barge_in()
                 self.listener.trim_idle(hands_free=self.config.hands_free)
 
@@ -242,6 +246,19 @@ class VoiceSession:
         """A reply is being generated, or its audio is probably still playing at the client."""
         replying = self.replies.running and not self.speculation.holding
         return replying or self.playback.playing()
+
+    async def _duck(self) -> None:
+        """Quiet the reply at the first voiced frame; resume it if the voice takes no turn."""
+        turn = self.turn
+        if turn is not None and turn.interrupted:
+            self.ducker.forget()  # its `interrupted` went out: nothing to resume
+        audible = turn is not None and self._audible and self.config.hands_free
+        endpointer = self.listener.endpointer
+        hearing = Hearing(
+            endpointer.state, endpointer.speech_ms, FRAME_MS, turn.id if audible and turn else None
+        )
+        if (event := self.ducker.step(hearing)) is not None:
+            await self._emit(event)
 
     async def _check_barge_in(self) -> None:
         speech_ms = self.listener.speech_ms

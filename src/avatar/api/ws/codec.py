@@ -17,6 +17,8 @@ from avatar.pipeline.events import (
     Pong,
     PublicConfig,
     ReplyAudio,
+    ReplyQuieted,
+    ReplyResumed,
     ReplyText,
     SessionEvent,
     SessionStarted,
@@ -38,6 +40,10 @@ def encode(event: SessionEvent) -> Wire:
             return {"type": "speech_started"}
         case SpeechStopped():
             return {"type": "speech_stopped"}
+        case ReplyQuieted(turn_id=turn_id):
+            return {"type": "reply_quiet", "turn_id": turn_id}
+        case ReplyResumed(turn_id=turn_id, reason=reason):
+            return {"type": "reply_resume", "turn_id": turn_id, "reason": reason.value}
         case Transcript(text=text, final=final, turn_id=turn_id, language=language):
             return {
                 "type": "transcript",

@@ -121,6 +121,7 @@ class LlamaCppChat(ThreadedEngine):
         *,
         context_tokens: int = 4096,
         threads: int = 2,
+        batch_threads: int | None = None,
         gpu_layers: int = 0,
         prompt_cache_mb: int = 0,
     ) -> None:
@@ -128,7 +129,8 @@ class LlamaCppChat(ThreadedEngine):
         # A callable defers joining/verifying a catalog model (seconds) until load().
         self._model_path = model_path
         self.context_tokens = context_tokens
-        self.threads = threads
+        self.threads = threads  # token by token, while TTS speaks the chunks before
+        self.batch_threads = batch_threads or threads  # the prompt, read before TTS starts
         self.gpu_layers = gpu_layers
         self.prompt_cache_mb = prompt_cache_mb
         self.capabilities = LlmCapabilities(
@@ -144,6 +146,7 @@ class LlamaCppChat(ThreadedEngine):
             lambda: models.path(cfg.model),
             context_tokens=cfg.context_tokens,
             threads=cfg.threads,
+            batch_threads=cfg.batch_threads,
             gpu_layers=cfg.gpu_layers,
             prompt_cache_mb=cfg.prompt_cache_mb,
         )
@@ -165,7 +168,7 @@ class LlamaCppChat(ThreadedEngine):
                     model_path=str(path),
                     n_ctx=self.context_tokens,
                     n_threads=self.threads,
-                    n_threads_batch=self.threads,
+                    n_threads_batch=self.batch_threads,
                     n_gpu_layers=self.gpu_layers,
                     verbose=False,
                 )

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import onnxruntime
 from piper import PiperVoice
 from piper.config import SynthesisConfig
 
@@ -45,11 +46,17 @@ class PiperTts(ThreadedEngine):
     name = "piper"
 
     def __init__(
-        self, model_path: Path, *, use_cuda: bool = False, deterministic: bool = False
+        self,
+        model_path: Path,
+        *,
+        use_cuda: bool = False,
+        deterministic: bool = False,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
         self.model_path = model_path
         self.use_cuda = use_cuda
+        self.threads = threads  # ONNX Runtime's intra-op pool on CPU; None: one per core
         # Piper draws random noise for pitch and phoneme timing, so each run of the same text
         # sounds (and transcribes) slightly differently. Without the noise the same text always
         # gives the same samples: what tests and benchmarks need from their spoken inputs.
@@ -70,16 +77,27 @@ class PiperTts(ThreadedEngine):
     @classmethod
     def from_settings(cls, cfg: TtsSlotSettings, models: ModelStore) -> PiperTts:
         path = models.path(cfg.model or DEFAULT_MODEL)
-        return cls(path, use_cuda=cfg.device.startswith("cuda"))
+        return cls(path, use_cuda=cfg.device.startswith("cuda"), threads=cfg.threads)
 
     def _load(self) -> None:
         try:
             self._voice = PiperVoice.load(self.model_path, use_cuda=self.use_cuda)
+            if self.threads and not self.use_cuda:
+                self._voice.session = self._cpu_session(self.threads)
         except Exception as exc:  # onnxruntime raises its own exception types
             raise ModelError(
                 f"cannot load the Piper voice {self.model_path}: {exc}",
                 hint="check the file is a Piper .onnx voice (reinstall the voice package)",
             ) from exc
+
+    def _cpu_session(self, threads: int) -> onnxruntime.InferenceSession:
+        """The voice's ONNX session on ``threads`` CPU threads (Piper's own takes every core)."""
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        return onnxruntime.InferenceSession(
+            str(self.model_path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
 
     def _unload(self) -> None:
         self._voice = None

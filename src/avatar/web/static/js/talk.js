@@ -11,6 +11,7 @@ import { Outbox } from "./outbox.js";
 import { Pickers } from "./pickers.js";
 
 let audioContext = null;
+const QUIET_LEVEL = 0.2; // the reply while the user may be taking the turn (about -14 dB)
 
 /** The one AudioContext (capture and playback); made and resumed inside a user gesture. */
 function ensureAudio() {
@@ -150,14 +151,22 @@ export class Talk {
     this.player.unduck();
   }
 
+  /** The reply quieted by `reply_quiet` is resumed, cut or over: full volume for what plays. */
+  endQuiet() {
+    this.quietTurn = null;
+    this.unduckReply();
+  }
+
   newSession() {
     this.player.cut();
+    this.endQuiet();
     this.log.clear();
     this.socket.restart();
   }
 
   dropped() {
     this.player.cut();
+    this.endQuiet();
     this.log.cutOff();
     this.outbox.requeue();
     this.setTurnActive(false);
@@ -215,13 +224,22 @@ export class Talk {
         this.setTurnActive(true);
         break;
       case "audio_response":
+        if (this.quietTurn && event.turn_id !== this.quietTurn) this.endQuiet();
         this.setTurnActive(true);
         this.player.enqueue(event);
         this.log.speaking(event.turn_id, true);
         this.input.setState("speaking");
         break;
+      case "reply_quiet": // the user started to speak over this reply: out of their way, now
+        this.quietTurn = event.turn_id;
+        this.duckReply(QUIET_LEVEL);
+        break;
+      case "reply_resume": // only a backchannel or a noise: play on
+        if (event.turn_id === this.quietTurn) this.endQuiet();
+        break;
       case "interrupted":
         this.player.cut(event.turn_id);
+        if (event.turn_id === this.quietTurn) this.endQuiet(); // (cut first: nothing is heard)
         this.log.finish(event.turn_id, event.heard_text, true, null, event.reason);
         break;
       case "turn_end":

@@ -1,0 +1,48 @@
+"""Thread settings reach the engines, so Whisper, llama.cpp and Piper can share two cores."""
+
+from __future__ import annotations
+
+import asyncio
+
+from avatar.engines.llm.llamacpp import LlamaCppChat
+from avatar.engines.tts.piper import PiperTts
+from avatar.models.store import ModelStore
+from avatar.settings import LlmSettings, TtsSlotSettings
+
+
+def test_piper_runs_on_the_threads_it_is_given(model_store: ModelStore) -> None:
+    cfg = TtsSlotSettings(engine="piper", model="piper-joe", threads=1)
+    piper = PiperTts.from_settings(cfg, model_store)
+    piper.load()
+    try:
+        assert piper._voice is not None
+        assert piper._voice.session.get_session_options().intra_op_num_threads == 1
+
+        async def speak() -> float:
+            parts = [a async for a in piper.synthesize_stream("Hello there.", language="en")]
+            return sum(a.duration_s for a in parts)
+
+        assert asyncio.run(speak()) > 0.3  # still speaks
+    finally:
+        piper.shutdown()
+
+
+def test_piper_keeps_its_own_session_without_a_thread_setting(model_store: ModelStore) -> None:
+    piper = PiperTts.from_settings(TtsSlotSettings(engine="piper", model="piper-joe"), model_store)
+    piper.load()
+    try:
+        assert piper._voice is not None
+        assert piper._voice.session.get_session_options().intra_op_num_threads == 0  # ORT default
+    finally:
+        piper.shutdown()
+
+
+def test_llama_reads_the_prompt_and_decodes_on_their_own_thread_counts(
+    model_store: ModelStore,
+) -> None:
+    chat = LlamaCppChat.from_settings(LlmSettings(threads=1, batch_threads=2), model_store)
+    assert (chat.threads, chat.batch_threads) == (1, 2)
+    same = LlamaCppChat.from_settings(LlmSettings(threads=3, batch_threads=None), model_store)
+    assert (same.threads, same.batch_threads) == (3, 3)
+    default = LlmSettings()
+    assert (default.threads, default.batch_threads) == (1, 2)
