@@ -219,7 +219,7 @@ CATALOG: dict[str, ModelSpec] = {
             name="kokoro-82m",
             kind="tts",
             description="Kokoro-82M v1.0 int8 ONNX, 24 kHz; reads Mandarin (misaki-zh phonemes)"
-            " in its packaged Japanese voice styles (jf_gongitsune, jm_kumo, jf_alpha, …)",
+            " in its packaged Japanese voice styles (jf_gongitsune and four more)",
             license="Apache-2.0 (weights, voices); ONNX export MIT",
             languages=("zh",),
             files=(
