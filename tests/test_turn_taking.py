@@ -79,15 +79,15 @@ async def test_a_complete_question_ends_at_the_short_silence(tmp_path) -> None:
 
 async def test_an_unfinished_sentence_waits_for_the_fallback_silence(tmp_path) -> None:
     async with harness(tmp_path, acoustic=COMPLETE, text=0.05) as h:  # fused 0.475: not yet
+        fallback_s = h.hub.settings.turn.fallback_silence_ms / 1000
         await h.speak(1.0)
         speech_end = h.clock.now()
-        await h.silence(1.9)
+        await h.silence(fallback_s - 0.1)
         assert not h.of(SpeechStopped) and not output_before(h, h.clock.now())
         await h.silence(0.5)
         end = await h.until(TurnEnd)
         stopped = h.of(SpeechStopped)[0]
         assert end.metrics["endpoint_reason"] == "fallback_silence"
-        fallback_s = h.hub.settings.turn.fallback_silence_ms / 1000
         assert h.time_of(stopped) - speech_end == pytest.approx(fallback_s, abs=0.04)
         # the reply held since the first pause is released at once: one STT call, nothing redone
         assert end.metrics["speculative"] == 1.0 and len(h.hub.stt.heard) == 1  # type: ignore[attr-defined]
