@@ -38,11 +38,14 @@ _SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 @router.websocket("/ws/chat")
 async def ws_chat(ws: WebSocket) -> None:
     state = connection_state(ws)
-    if not origin_allowed(ws.headers, state.settings.server.allowed_origins):
+    if not origin_allowed(ws, state.settings.server.allowed_origins):
         await ws.close(code=1008, reason="origin not allowed")
         return
     if not token_matches(state, presented_token(ws)):  # type: ignore[arg-type]
         await ws.close(code=1008, reason="missing or wrong API token")
+        return
+    if ws.query_params.get("session_id") in state.open_sessions:  # two would share one entry
+        await ws.close(code=1008, reason="session_id already in use")
         return
     client = ws.client.host if ws.client else "unknown"
     refusal = await state.sessions.acquire(client)
