@@ -103,7 +103,7 @@ async def open_page(
     viewport: tuple[int, int] = (1280, 860),
     **context_args: Any,
 ) -> tuple[Any, Any, PageLog]:
-    """A fresh context (own cookies and storage) and page, signed in by posting the token to /login."""
+    """A fresh context (own cookies and storage) and page, signed in by posting the token."""
     context = await browser.new_context(
         viewport={"width": viewport[0], "height": viewport[1]}, **context_args
     )
