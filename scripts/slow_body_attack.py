@@ -5,7 +5,7 @@ an older checkout's ``src`` to measure "before") in a child process with a 1,024
 limit, then opens ``--connections`` unauthenticated ``POST /v1/chat/completions`` requests that
 declare a 1 MiB body and send one byte of it every ``--every`` seconds, for ``--seconds``.
 Every second it records how many of those connections the server still holds, the server's
-RSS, and the latency of one authenticated ``GET /api/system/info`` (5 s timeout). Bounded: it
+RSS, and the latency of one authenticated ``GET /v1/models`` (5 s timeout). Bounded: it
 stops by itself, closes every socket and stops the server.
 
     PYTHONPATH=src .venv/bin/python scripts/slow_body_attack.py --connections 1100 --json out.json
@@ -98,7 +98,7 @@ class Attacker:
 async def probe(http: httpx.AsyncClient) -> float | None:
     started = time.perf_counter()
     try:
-        response = await http.get("/api/system/info", timeout=5)
+        response = await http.get("/v1/models", timeout=5)
     except httpx.HTTPError:
         return None
     return (time.perf_counter() - started) * 1000 if response.status_code == 200 else None
