@@ -103,7 +103,7 @@ class LoginGuard:
 
 
 def login_guard(request: Request) -> LoginGuard:
-    return request.app.state.login_guard  # type: ignore[no-any-return]
+    return request.app.state.login_guard
 
 
 Guard = Annotated[LoginGuard, Depends(login_guard)]

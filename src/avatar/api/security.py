@@ -86,8 +86,13 @@ def origin_allowed(conn: HTTPConnection, allowed_origins: list[str]) -> bool:
 
 def foreign_request(conn: HTTPConnection, allowed_origins: list[str]) -> bool:
     """A browser says another site's page sent this request: its ``Origin`` is not ours (nor a
-    configured one), or, without an ``Origin``, ``Sec-Fetch-Site`` is not same-origin."""
+    configured one), or ``Sec-Fetch-Site`` is not same-origin. Our own pages send
+    ``Origin: null`` with their writes (their ``Referrer-Policy: no-referrer`` makes browsers
+    hide it), so a null origin is ours only when ``Sec-Fetch-Site`` says so."""
     origin = conn.headers.get("origin")
-    if origin is not None:
+    site = conn.headers.get("sec-fetch-site")
+    if origin is not None and origin != "null":
         return not same_origin(origin, conn, allowed_origins)
-    return conn.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none")
+    if origin == "null":
+        return site != "same-origin"
+    return site not in (None, "same-origin", "none")
