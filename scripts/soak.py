@@ -82,6 +82,11 @@ def main() -> int:
     result = run.result
     summary = summarize(result, warmup_s=min(args.warmup, duration / 4))
     summary["rss_per_minute"] = per_minute(result)
+    summary["errors_at"] = [(s.t, s.kind, s.error) for s in result.samples if not s.ok]
+    summary["turns_per_minute"] = [
+        sum(1 for s in result.samples if s.kind == "turn" and s.ok and m * 60 <= s.t < m * 60 + 60)
+        for m in range(int(duration // 60))
+    ]
     print("\nminute  RSS MB  change")
     for minute, mb, change in summary["rss_per_minute"]:
         print(f"{minute:6d}  {mb:6.1f}  {change:+6.1f}")

@@ -70,9 +70,9 @@ async def test_token_is_required(live_server, method: str, path: str) -> None:
 
 async def test_login_sets_an_httponly_cookie_that_authenticates(live_server) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as browser:
-        bad = await browser.get("/login", params={"token": "nope"})
+        bad = await browser.post("/login", data={"token": "nope"})
         assert bad.status_code == 401
-        ok = await browser.get("/login", params={"token": live_server.token})
+        ok = await browser.post("/login", data={"token": live_server.token})
         assert ok.status_code == 303
         cookie = ok.headers["set-cookie"]
         assert "HttpOnly" in cookie and "SameSite=strict" in cookie
@@ -153,7 +153,7 @@ async def test_method_not_allowed_lists_every_method_at_the_path(api: httpx.Asyn
 
 async def test_browser_login_with_a_wrong_token_goes_back_to_the_ui(live_server) -> None:
     async with httpx.AsyncClient(base_url=live_server.url) as browser:
-        response = await browser.get(
-            "/login", params={"token": "nope"}, headers={"Accept": "text/html"}
+        response = await browser.post(
+            "/login", data={"token": "nope"}, headers={"Accept": "text/html"}
         )
     assert response.status_code == 303 and response.headers["location"] == "/?login=failed"

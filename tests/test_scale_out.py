@@ -205,6 +205,7 @@ def cluster_env(database: str, data_dir: Path, fake_port: int) -> dict[str, str]
         "AVATAR_LLM__BASE_URL": f"http://127.0.0.1:{fake_port}/v1",
         "AVATAR_LLM__MODEL": "fake-model",
         "AVATAR_LOG_LEVEL": "warning",
+        "AVATAR_SERVER__TRUSTED_PROXIES": '["127.0.0.1"]',  # the example proxy runs here
     }
 
 

@@ -100,7 +100,7 @@ async def open_page(
     viewport: tuple[int, int] = (1280, 860),
     **context_args: Any,
 ) -> tuple[Any, Any, PageLog]:
-    """A fresh context (own cookies and storage) and page, logged in through /login?token=."""
+    """A fresh context (own cookies and storage) and page, signed in by posting the token."""
     context = await browser.new_context(
         viewport={"width": viewport[0], "height": viewport[1]}, **context_args
     )
@@ -109,7 +109,8 @@ async def open_page(
     log = PageLog()
     log.attach(page)
     if login:
-        await page.goto(f"{server.url}/login?token={server.token}")
+        await context.request.post(f"{server.url}/login", form={"token": server.token})
+        await page.goto(f"{server.url}/")
         await page.wait_for_selector("body[data-auth=in]")
     else:
         await page.goto(f"{server.url}/")

@@ -6,6 +6,8 @@ without a traceback.
 
 from __future__ import annotations
 
+from avatar.redaction import strip_credentials
+
 
 class AvatarError(Exception):
     """Base of every error meant for a user. ``code`` is stable; ``hint`` says how to fix it."""
@@ -14,6 +16,9 @@ class AvatarError(Exception):
     http_status = 500
 
     def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
+        # No password of a URL (a remote engine's, a database's) reaches a user or a log.
+        message = strip_credentials(message)
+        hint = strip_credentials(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

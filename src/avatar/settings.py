@@ -23,12 +23,19 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     preload: bool = Field(True, description="Load the configured models before serving.")
     allowed_hosts: list[str] = Field(
-        default_factory=lambda: ["127.0.0.1", "localhost", "[::1]", "testserver"],
+        default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"],
         description="Host header allowlist (DNS-rebinding guard); '*' disables it.",
     )
     allowed_origins: list[str] = Field(
         default_factory=list,
         description="Extra browser origins for the WebSocket and CORS (same-origin always).",
+    )
+    trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description="Proxy addresses whose X-Forwarded-For/-Proto are believed; none by default.",
+    )
+    limit_concurrency: int = Field(
+        900, ge=16, description="Open connections and tasks at most; beyond, new ones get 503."
     )
 
 

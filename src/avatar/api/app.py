@@ -14,6 +14,7 @@ from starlette.middleware.trustedhost import TrustedHostMiddleware
 from avatar import __version__
 from avatar.api import auth
 from avatar.api.errors import install_error_handlers
+from avatar.api.gate import RequestGate
 from avatar.api.limits_middleware import BodyLimitMiddleware
 from avatar.api.openapi import install_openapi
 from avatar.api.ratelimit import RateLimits
@@ -44,8 +45,9 @@ from avatar.system.gpus import gpu_readings
 log = logging.getLogger("avatar")
 
 
-def login_url(settings: Settings, token: str) -> str:
-    return f"http://{settings.server.host}:{settings.server.port}/login?token={token}"
+def login_url(settings: Settings, code: str) -> str:
+    """The one-click sign-in link: a one-time code, never the token, in the URL."""
+    return f"http://{settings.server.host}:{settings.server.port}/login?code={code}"
 
 
 def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
@@ -53,9 +55,13 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
     token = (
         settings.api_token.get_secret_value() if settings.api_token else secrets.token_urlsafe(32)
     )
+    guard = auth.LoginGuard()
     if settings.api_token is None:
         # Printed once, like Jupyter: the only place the generated token appears.
-        print(f"AVATAR login URL: {login_url(settings, token)}", flush=True)
+        print(f"AVATAR token: {token}", flush=True)
+        print(
+            f"AVATAR sign-in link (works once): {login_url(settings, guard.new_code())}", flush=True
+        )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,10 +116,15 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         version=__version__,
         lifespan=lifespan,
         description="Private, self-hosted, real-time voice assistant.",
+        docs_url=None,  # served behind the token, with packaged assets (install_openapi)
+        redoc_url=None,
+        openapi_url=None,
     )
+    app.state.login_guard = guard
     install_error_handlers(app)
     install_openapi(app)
     app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestGate)  # outside the body limits: decides before a byte is read
     app.add_middleware(SecurityHeadersMiddleware)
     if "*" not in settings.server.allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=_host_patterns(settings))

@@ -1,7 +1,9 @@
 """The API token: Bearer header for programs, an HttpOnly cookie (set by /login) for browsers.
 
-When ``AVATAR_API_TOKEN`` is unset a random token is made at start and a login URL is printed,
-as Jupyter does. Tokens are compared in constant time and never logged.
+When ``AVATAR_API_TOKEN`` is unset a random token is made at start and printed with a one-click
+sign-in link, as Jupyter does; the link carries a one-time code, not the token, so the access
+log and the browser's history keep nothing that still works. The sign-in form posts the token.
+Tokens are compared in constant time and never logged; failed sign-ins are throttled.
 """
 
 from __future__ import annotations
@@ -9,8 +11,11 @@ from __future__ import annotations
 import secrets
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import RedirectResponse, Response
+from limits import parse
+from limits.aio.storage import MemoryStorage
+from limits.aio.strategies import MovingWindowRateLimiter
 
 from avatar.api.deps import app_state
 from avatar.api.errors import ApiError
@@ -39,7 +44,7 @@ def _unauthorized() -> ApiError:
         401,
         "missing or wrong API token",
         code="unauthorized",
-        hint="send 'Authorization: Bearer <token>' or log in at /login",
+        hint="send 'Authorization: Bearer <token>' or sign in at /",
         headers={"WWW-Authenticate": "Bearer"},
     )
 
@@ -60,19 +65,90 @@ Writer = Depends(require_token)
 Reader = Depends(require_read)
 
 router = APIRouter(tags=["auth"])
+LOGIN_PATH = "/login"
+FAILED_LOGINS = parse("10/minute")  # per client address; then 429 until the window passes
 
 
-@router.get("/login", include_in_schema=False)
+class LoginGuard:
+    """One-time sign-in codes (the printed link) and a throttle on failed sign-ins."""
+
+    def __init__(self) -> None:
+        self.codes: set[str] = set()
+        self.failures = MovingWindowRateLimiter(MemoryStorage())
+
+    def new_code(self) -> str:
+        code = secrets.token_urlsafe(24)
+        self.codes.add(code)
+        return code
+
+    def redeem(self, code: str) -> bool:
+        """True once per code: a link from a log or a browser's history is spent."""
+        for known in list(self.codes):
+            if secrets.compare_digest(known.encode(), code.encode()):
+                self.codes.discard(known)
+                return True
+        return False
+
+    async def check_throttle(self, client: str) -> None:
+        if not await self.failures.test(FAILED_LOGINS, client):
+            raise ApiError(
+                429,
+                "too many failed sign-ins from this address",
+                code="rate_limited",
+                hint="wait a minute, then sign in with the right token",
+                headers={"Retry-After": "60"},
+            )
+
+    async def failed(self, client: str) -> None:
+        await self.failures.hit(FAILED_LOGINS, client)
+
+
+def login_guard(request: Request) -> LoginGuard:
+    return request.app.state.login_guard
+
+
+Guard = Annotated[LoginGuard, Depends(login_guard)]
+
+
+@router.post(LOGIN_PATH, include_in_schema=False)
 async def login(
     request: Request,
     state: Annotated[AppState, Depends(app_state)],
-    token: Annotated[str, Query()] = "",
+    guard: Guard,
+    token: Annotated[str, Form()] = "",
 ) -> Response:
-    """Exchange the login URL's token for an HttpOnly cookie, then go to the UI."""
+    """Exchange the token (a form field: never in a URL or a log) for an HttpOnly cookie."""
+    client = request.client.host if request.client else "unknown"
+    await guard.check_throttle(client)
     if not token_matches(state, token):
-        if "text/html" in request.headers.get("accept", ""):
-            return RedirectResponse("/?login=failed", status_code=303)  # the UI explains
-        raise _unauthorized()
+        await guard.failed(client)
+        return _failed(request)
+    return _signed_in(request, token)
+
+
+@router.get(LOGIN_PATH, include_in_schema=False)
+async def login_link(
+    request: Request,
+    state: Annotated[AppState, Depends(app_state)],
+    guard: Guard,
+    code: Annotated[str, Query()] = "",
+) -> Response:
+    """The one-click link ``avatar serve`` prints: its code works once."""
+    client = request.client.host if request.client else "unknown"
+    await guard.check_throttle(client)
+    if not code or not guard.redeem(code):
+        await guard.failed(client)
+        return _failed(request)
+    return _signed_in(request, state.api_token)
+
+
+def _failed(request: Request) -> Response:
+    if "text/html" in request.headers.get("accept", ""):
+        return RedirectResponse("/?login=failed", status_code=303)  # the UI explains
+    raise _unauthorized()
+
+
+def _signed_in(request: Request, token: str) -> Response:
     response = RedirectResponse("/", status_code=303)
     response.set_cookie(
         COOKIE,

@@ -142,7 +142,7 @@ class BodyLimitMiddleware:
                     message = {**message, "headers": [*message.get("headers", []), _CLOSE_HDR]}
             elif closing and not message.get("more_body", False):
                 await send({**message, "more_body": True})
-                await _linger(receive)
+                await linger(receive)
                 message = {"type": "http.response.body", "body": b""}
             await send(message)
 
@@ -173,7 +173,7 @@ class BodyLimitMiddleware:
         if depth > self.max_json_depth:
             limit = self.max_json_depth
             detail = f"the JSON body nests {depth} levels deep; at most {limit} are allowed"
-            await _refuse(
+            await refuse(
                 scope, send, 422, "json_too_deep", (detail, "send a flatter JSON document")
             )
             await send({"type": "http.response.body", "body": b""})
@@ -192,13 +192,15 @@ class BodyLimitMiddleware:
 
 async def _too_large(scope: Scope, send: Send, cap: int, unread: Receive | None) -> None:
     detail = f"the request body is over the {cap // MiB} MiB limit"
-    await _refuse(scope, send, 413, "payload_too_large", (detail, "send a smaller request body"))
+    await refuse(scope, send, 413, "payload_too_large", (detail, "send a smaller request body"))
     if unread is not None:
-        await _linger(unread)
+        await linger(unread)
     await send({"type": "http.response.body", "body": b""})
 
 
-async def _linger(receive: Receive) -> None:
+async def linger(
+    receive: Receive, total_s: float = LINGER_S, idle_s: float = LINGER_IDLE_S
+) -> None:
     """Read and drop what the client is still sending, within bounds, before the socket closes.
 
     Most clients send the whole body before they read the answer, and closing a socket with
@@ -207,10 +209,10 @@ async def _linger(receive: Receive) -> None:
     sees the 413; a huge one is cut off after :data:`LINGER_BYTES` or :data:`LINGER_S`.
     """
     loop = asyncio.get_running_loop()
-    deadline, dropped = loop.time() + LINGER_S, 0
+    deadline, dropped = loop.time() + total_s, 0
     while dropped < LINGER_BYTES and (left := deadline - loop.time()) > 0:
         try:
-            message = await asyncio.wait_for(receive(), min(left, LINGER_IDLE_S))
+            message = await asyncio.wait_for(receive(), min(left, idle_s))
         except TimeoutError:
             return
         if message["type"] != "http.request" or not message.get("more_body", False):
@@ -218,7 +220,7 @@ async def _linger(receive: Receive) -> None:
         dropped += len(message.get("body", b""))
 
 
-async def _refuse(scope: Scope, send: Send, status: int, code: str, text: tuple[str, str]) -> None:
+async def refuse(scope: Scope, send: Send, status: int, code: str, text: tuple[str, str]) -> None:
     """Start the error response (``connection: close``); the caller sends the final, empty part."""
     detail, hint = text
     body: dict[str, Any] = {

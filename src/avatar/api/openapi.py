@@ -1,11 +1,26 @@
-"""The OpenAPI document: errors documented as application/problem+json, auth and limits shown."""
+"""The OpenAPI document: errors documented as application/problem+json, auth and limits shown.
+
+The document and its two viewers (``/docs``, Swagger UI; ``/redoc``) need the token, or open
+reads, like every other read; their scripts and styles come from the ``fastapi-offline``
+package, never from a CDN, so they work offline and run no third-party code on our origin."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI
+import fastapi_offline
+from fastapi import APIRouter, FastAPI, HTTPException
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+
+from avatar.api.auth import Reader
+
+ASSETS = Path(fastapi_offline.__file__).parent / "static"
+ASSET_NAMES = frozenset(
+    {"swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"}
+)
 
 PROBLEM_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -52,6 +67,43 @@ def install_openapi(app: FastAPI) -> None:
         return schema
 
     app.openapi = build  # type: ignore[method-assign]
+    app.include_router(_viewers(app))
+
+
+def _viewers(app: FastAPI) -> APIRouter:
+    router = APIRouter(dependencies=[Reader], include_in_schema=False)
+
+    @router.get("/openapi.json")
+    async def document() -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    @router.get("/docs")
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url="/docs/assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs/assets/swagger-ui.css",
+            swagger_favicon_url="/docs/assets/favicon.png",
+        )
+
+    @router.get("/redoc")
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title=f"{app.title} API",
+            redoc_js_url="/docs/assets/redoc.standalone.js",
+            redoc_favicon_url="/docs/assets/favicon.png",
+            with_google_fonts=False,
+        )
+
+    @router.get("/docs/assets/{name}")
+    async def asset(name: str) -> FileResponse:
+        if name not in ASSET_NAMES:
+            raise HTTPException(404, "no such file")
+        return FileResponse(ASSETS / name)
+
+    return router
 
 
 def _problems(path: str, operation: dict[str, Any]) -> None:

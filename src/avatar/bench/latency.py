@@ -108,9 +108,16 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
     sender = asyncio.create_task(send())
     first_audio = None
     audio_s = 0.0
+    seen: list[str] = []  # what this turn received, to tell why one never ended
     try:
         while True:
-            event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            try:
+                event = json.loads(await asyncio.wait_for(ws.recv(), 120))
+            except TimeoutError:
+                raise TimeoutError(
+                    f"nothing for 120 s; clip {clip.voice} {clip.text[:40]!r}; got {seen[-6:]}"
+                ) from None
+            seen.append(_label(event))
             if event["type"] == "audio_response":
                 first_audio = first_audio or time.monotonic()
                 audio_s += len(event["data"]) * 3 / 4 / 2 / event["sample_rate"]
@@ -127,6 +134,12 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
         await sender
     v2v = ((first_audio or time.monotonic()) - speech_end_sent) * 1000
     return TurnResult(clip.voice, round(v2v, 1), event["metrics"])
+
+
+def _label(event: dict[str, Any]) -> str:
+    if event["type"] == "transcript":
+        return f"transcript({'final' if event.get('final') else 'partial'}: {event['text'][:30]!r})"
+    return str(event["type"])
 
 
 async def run_sessions(

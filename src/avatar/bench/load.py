@@ -151,7 +151,7 @@ class LoadRun:
                     self.result.refused += 1
                 self.record("turn", 0.0, False, f"closed: {exc}"[:200])
             except (OSError, RuntimeError, TimeoutError) as exc:
-                self.record("turn", 0.0, False, repr(exc)[:200])
+                self.record("turn", 0.0, False, repr(exc)[:400])
             if not self.stop.is_set():
                 await asyncio.sleep(1.0)  # reconnect without hammering
 

@@ -43,11 +43,8 @@ def serve(
     preload: bool = typer.Option(True, "--preload/--no-preload", help="Load models first."),
 ) -> None:
     """Start the AVATAR server with the configured engines."""
-    import uvicorn
-
     from avatar.api.app import create_app
-    from avatar.api.limits_middleware import HeaderDeadlineH11Protocol
-    from avatar.api.server import AvatarServer
+    from avatar.api.server import AvatarServer, raise_open_files_limit, uvicorn_config
     from avatar.engines.hub import EngineHub
 
     s = settings()
@@ -55,19 +52,12 @@ def serve(
     s.server.port = port or s.server.port
     s.server.preload = preload
     logging.basicConfig(level=s.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    raise_open_files_limit()
     s.data_dir.mkdir(parents=True, exist_ok=True)
     hub = EngineHub(s)
     if preload:
         preload_with_progress(hub)
     app = create_app(s, hub)
     err_console.print(f"AVATAR listening on http://{s.server.host}:{s.server.port}")
-    config = uvicorn.Config(
-        app,
-        host=s.server.host,
-        port=s.server.port,
-        log_level=s.log_level,
-        ws_max_size=1 << 20,
-        http=HeaderDeadlineH11Protocol,  # cuts off slowloris headers
-        timeout_graceful_shutdown=8,  # SIGTERM: out within 10 s
-    )
+    config = uvicorn_config(app, s)
     AvatarServer(config, app).run()

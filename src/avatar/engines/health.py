@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from avatar.errors import EngineFailed, EngineTimeout, EngineUnavailable
+from avatar.redaction import strip_credentials
 from avatar.system.cuda import EngineOverloaded
 
 ENGINE_ERRORS = (EngineUnavailable, EngineTimeout, EngineFailed, EngineOverloaded)
@@ -44,7 +45,7 @@ class EngineHealth:
         before = self._faults.get(slot)
         self._faults[slot] = EngineFault(
             exc.code,
-            exc.message,
+            strip_credentials(exc.message),
             before.since if before else time.time(),
             (before.failures if before else 0) + 1,
         )

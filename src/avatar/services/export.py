@@ -73,9 +73,17 @@ def _iso(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def _inert(text: str) -> str:
+    """Text that renders as itself: ``<``, ``>``, ``&`` escaped so no renderer runs raw HTML,
+    and backslashes and brackets escaped so nothing becomes a link (``[x](javascript:…)``,
+    reference definitions, images)."""
+    text = html.escape(text, quote=False).replace("\\", "\\\\")
+    return text.replace("[", "\\[").replace("]", "\\]")
+
+
 def _quote(text: str) -> str:
-    """Text as a Markdown blockquote; ``<``, ``>``, ``&`` escaped so no renderer runs raw HTML."""
-    lines = html.escape(text, quote=False).splitlines() or [""]
+    """Text as a Markdown blockquote, made inert (:func:`_inert`)."""
+    lines = _inert(text).splitlines() or [""]
     return "\n".join(f"> {line}" if line else ">" for line in lines)
 
 
@@ -99,7 +107,7 @@ def _heard_label(turn: TurnRow) -> str:
 def to_markdown(stored: StoredSession) -> str:
     """A transcript for people: a header, then each turn's user and assistant text."""
     detail = stored.session
-    title = html.escape(detail.title or f"Conversation {detail.id}", quote=False)
+    title = _inert(detail.title or f"Conversation {detail.id}")
     out = [
         f"# {title}",
         "",

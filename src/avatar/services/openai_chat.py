@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from avatar.engines.base import ChatMessage, ChatModel, GenerationOptions, Role
+from avatar.engines.health import EngineHealth
 from avatar.settings import LlmSettings
 
 MESSAGE_OVERHEAD_TOKENS = 4  # role and separators of the chat template, roughly
@@ -67,19 +68,25 @@ class ChatRun:
         return "".join(self.text)
 
 
-async def start(llm: ChatModel, run: ChatRun) -> AsyncIterator[str]:
-    """Begin generating; raises engine errors here, before the first delta is handed out."""
+async def start(
+    llm: ChatModel, run: ChatRun, health: EngineHealth | None = None
+) -> AsyncIterator[str]:
+    """Begin generating; raises engine errors here, before the first delta is handed out.
+    ``health`` (the hub's) is told whether the engine's calls fail, as voice turns tell it."""
+    health = health or EngineHealth()
     stream = llm.stream_chat(run.messages, run.options)
     try:
-        first = await anext(stream, None)
+        with health.watch("llm"):
+            first = await anext(stream, None)
     except BaseException:
         await close(stream)
         raise
-    return _deltas(stream, first, run)
+    health.worked("llm")
+    return _deltas(stream, first, run, health)
 
 
 async def _deltas(
-    stream: AsyncIterator[str], first: str | None, run: ChatRun
+    stream: AsyncIterator[str], first: str | None, run: ChatRun, health: EngineHealth
 ) -> AsyncIterator[str]:
     # Close this generator (``aclosing``) when the client goes away: that stops the engine.
     try:
@@ -87,9 +94,10 @@ async def _deltas(
             return
         run.text.append(first)
         yield first
-        async for delta in stream:
-            run.text.append(delta)
-            yield delta
+        with health.watch("llm"):
+            async for delta in stream:
+                run.text.append(delta)
+                yield delta
     finally:
         await close(stream)
 

@@ -6,32 +6,51 @@ import shutil
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Request
 
 from avatar import __version__
+from avatar.api.auth import presented_token, token_matches
 from avatar.api.deps import app_state, limit
 from avatar.api.state import AppState
+from avatar.redaction import strip_all, strip_credentials
 
 router = APIRouter(tags=["system"])
 MIN_FREE_DISK_MB = 500
 
 
 @router.get("/health", dependencies=[limit("health")])
-async def health(state: Annotated[AppState, Depends(app_state)]) -> dict[str, Any]:
+async def health(
+    request: Request, state: Annotated[AppState, Depends(app_state)]
+) -> dict[str, Any]:
     """``ok``, or ``degraded`` with the reason: database down, a model failed to load, an
-    engine's calls are failing (a remote server down or erroring), disk nearly full."""
+    engine's calls are failing (a remote server down or erroring), disk nearly full.
+
+    Without the token only the status and, per failing slot, its error code: engine errors
+    name hosts and model paths, which are for the owner only."""
+    report = await _report(state)
+    if token_matches(state, presented_token(request)):
+        return report
+    failing = [
+        {"slot": slot, "code": "load_failed" if m["error"] else m["failing"]["code"]}
+        for slot, m in report["models"].items()
+        if m["error"] or m["failing"]
+    ]
+    return {"status": report["status"], "failing": failing}
+
+
+async def _report(state: AppState) -> dict[str, Any]:
     hub = state.hub
     faults = hub.health.faults()
     models = {
         slot: {
             "engine": hub.states[slot].engine,
             "loaded": hub.is_loaded(slot),
-            "error": hub.states[slot].error,
+            "error": strip_credentials(hub.states[slot].error or "") or None,
             "failing": asdict(faults[slot]) if slot in faults else None,
         }
         for slot in hub.configured_slots()
     }
-    database = await state.db.check()
+    database = strip_all(await state.db.check())
     free_mb = shutil.disk_usage(state.settings.data_dir).free / 2**20
     disk = {"free_mb": round(free_mb), "ok": free_mb >= MIN_FREE_DISK_MB}
     problems = [f"model {s}: {m['error']}" for s, m in models.items() if m["error"]]

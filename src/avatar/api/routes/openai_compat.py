@@ -261,7 +261,7 @@ async def create_chat_completion(
             json_mode=body.json_mode,
         ),
     )
-    deltas = await openai_chat.start(llm, run)
+    deltas = await openai_chat.start(llm, run, state.hub.health)  # failures feed /health
     if body.stream:
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return StreamingResponse(

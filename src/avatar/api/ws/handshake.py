@@ -28,8 +28,9 @@ class Refusal:
 
 
 def refusal(ws: WebSocket, state: AppState) -> Refusal | None:
-    """Why this handshake is refused (origin first, then the token), or None to accept it."""
-    if not origin_allowed(ws.headers, state.settings.server.allowed_origins):
+    """Why this handshake is refused (origin first, then the token, then a session id already
+    in use), or None to accept it."""
+    if not origin_allowed(ws, state.settings.server.allowed_origins):
         origin = ws.headers.get("origin", "")
         hint = "open the page from this server, or list it in AVATAR_SERVER__ALLOWED_ORIGINS"
         return Refusal(403, "origin_not_allowed", f"origin {origin} is not allowed", hint)
@@ -41,6 +42,9 @@ def refusal(ws: WebSocket, state: AppState) -> Refusal | None:
         return Refusal(401, "missing_token", "no API token was sent", TOKEN_HINT)
     if not token_matches(state, token):
         return Refusal(401, "wrong_token", "the API token is wrong", "check AVATAR_API_TOKEN")
+    if ws.query_params.get("session_id") in state.open_sessions:  # two would share one entry
+        detail = "this session_id is already in use by another connection"
+        return Refusal(409, "session_id_in_use", detail, "close the other one, or use a new id")
     return None
 
 
