@@ -14,6 +14,7 @@ import pytest
 
 from avatar.pipeline.config import ConfigChange
 from avatar.pipeline.events import (
+    Error,
     Interrupted,
     InterruptReason,
     ReplyAudio,
@@ -251,6 +252,8 @@ async def test_the_assistant_hearing_itself_is_not_a_turn(tmp_path) -> None:
         await h.wait(0.5)
         assert len(h.hub.stt.heard) == 1  # type: ignore[attr-defined]
         assert not h.of(Transcript)  # ... but the echo's transcript makes no turn
+        (said,) = [e for e in h.of(Error) if e.code == "heard_own_voice"]  # and says so
+        assert said.turn_id
         await h.wait(5.0)
         await h.speak(1.0)
         await h.silence(1.0)

@@ -34,6 +34,7 @@ from avatar.pipeline.events import (
     ClientGone,
     ConfigChanged,
     Emit,
+    Error,
     Interrupted,
     InterruptReason,
     Pong,
@@ -209,7 +210,9 @@ class VoiceSession:
         self.turn_taking.judge(audio, text_probability, endpointer, self._end_now)
 
     async def _speech_started(self) -> None:
-        self._overlapped = self.replies.running or self.playback.playing(grace_s=1.0)
+        # Echo is heard while the reply plays; 0.5 s covers the client's jitter buffer. A longer
+        # grace took a user repeating the question right after the reply for the reply's echo.
+        self._overlapped = self.replies.running or self.playback.playing(grace_s=0.5)
         await self._emit(SpeechStarted())
         if self.partials.open(self.hub.stt, self._language()):
             await self._show_partial(self.listener.buffer.backlog())
@@ -370,7 +373,10 @@ class VoiceSession:
         text = to_script(heard.text, turn.language)  # in the user's script, as the reply is
         if self._overlapped and self.echo.is_echo(text):
             log.info("turn %s: transcript dropped as echo of the reply", turn.id)
-            return None  # AVATAR hearing itself through the speakers
+            # AVATAR hearing itself through the speakers: not answered, but never in silence
+            echo = Error("heard_own_voice", "that sounded like the assistant's own reply", turn.id)
+            await output.send(lambda: self._emit(echo))
+            return None
         self._detected_language = heard.language or self._detected_language
         final = Transcript(text, final=True, turn_id=turn.id, language=turn.language)
         await output.send(lambda: self._emit(final))
