@@ -61,6 +61,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         },
         max_sessions_per_client=2,
         server={"preload": False},
+        rate_limits={"health": "30/minute"},  # low, so the forwarded-header test can reach it
     )
     hub = EngineHub(settings)
     hub.override("stt", ScriptedStt("hello"))
@@ -397,20 +398,22 @@ async def test_failed_sign_ins_are_throttled(served: Served) -> None:
 
 def test_markdown_export_makes_links_inert() -> None:
     from datetime import UTC, datetime
+    from types import SimpleNamespace
 
-    from avatar.api.schemas.conversations import SessionDetail, TurnPublic
+    from avatar.services.conversations import StoredSession
     from avatar.services.export import to_markdown
 
     now = datetime.now(UTC)
     hostile = (
         "[click](javascript:alert(1)) ![i](javascript:x) \\[y](javascript:z)\n[r]: javascript:q"
     )
-    turn = TurnPublic(
+    turn = SimpleNamespace(
         index=1,
         created_at=now,
         user_text=hostile,
         assistant_text="ok",
         heard_text=None,
+        heard_ms=None,
         interrupted=False,
         language="en",
         tts_mode="fast",
@@ -418,19 +421,10 @@ def test_markdown_export_makes_links_inert() -> None:
         user_audio_s=None,
         assistant_audio_s=None,
     )
-    detail = SessionDetail.model_validate(
-        {
-            "id": "s1",
-            "title": "[t](javascript:t)",
-            "created_at": now,
-            "updated_at": now,
-            "language": "en",
-            "tts_mode": "fast",
-            "voice_profile_id": None,
-            "turn_count": 1,
-            "turns": [turn],
-        }
+    session = SimpleNamespace(
+        id="s1", title="[t](javascript:t)", created_at=now, updated_at=now, language="en"
     )
+    detail = StoredSession(session, [turn])  # type: ignore[arg-type]
     markdown = to_markdown(detail)
     import re
 

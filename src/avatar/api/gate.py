@@ -79,7 +79,7 @@ class RequestGate:
                 return 413, "payload_too_large", _LOGIN_TOO_LARGE
             return None
         if not token_matches(state, presented_token(conn)):  # type: ignore[arg-type]
-            return 401, "unauthorized", _UNAUTHORIZED
+            return 401, "unauthorized", _UNAUTHORIZED  # answered with WWW-Authenticate: Bearer
         return None
 
 

@@ -220,6 +220,9 @@ async def linger(
         dropped += len(message.get("body", b""))
 
 
+_OPENAI_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error"}
+
+
 async def refuse(scope: Scope, send: Send, status: int, code: str, text: tuple[str, str]) -> None:
     """Start the error response (``connection: close``); the caller sends the final, empty part."""
     detail, hint = text
@@ -232,16 +235,14 @@ async def refuse(scope: Scope, send: Send, status: int, code: str, text: tuple[s
         "hint": hint,
     }
     media = b"application/problem+json"
-    if scope["path"].startswith("/v1/"):  # the OpenAI SDK reads "error"
-        body["error"] = {
-            "message": f"{detail} ({hint})",
-            "type": "invalid_request_error",
-            "param": None,
-            "code": code,
-        }
-        media = b"application/json"
+    if scope["path"].startswith("/v1/"):  # OpenAI's error object alone, as the SDK reads it
+        kind = _OPENAI_TYPES.get(status, "invalid_request_error")
+        error = {"message": f"{detail} ({hint})", "type": kind, "param": None, "code": code}
+        body, media = {"error": error}, b"application/json"
     payload = json.dumps(body).encode()
     headers = [(b"content-type", media), (b"content-length", b"%d" % len(payload)), _CLOSE_HDR]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload, "more_body": True})
 

@@ -97,17 +97,18 @@ async def create_transcription(
         ),
     ],
     model: Annotated[str, Form(min_length=1, max_length=200, examples=["whisper-1"])],
+    granularities: Annotated[
+        list[Granularity],
+        Form(
+            alias="timestamp_granularities[]",
+            default_factory=list,
+            description="With verbose_json: `segment` (always given) and/or `word`.",
+        ),
+    ],
     language: Annotated[str | None, Form(min_length=1, max_length=16)] = None,
     prompt: Annotated[str | None, Form(max_length=4096, description="Accepted, ignored.")] = None,
     response_format: Annotated[TranscriptionFormat, Form()] = "json",
     temperature: Annotated[float, Form(ge=0.0, le=1.0, description="Accepted, ignored.")] = 0.0,
-    granularities: Annotated[
-        list[Granularity] | None,
-        Form(
-            alias="timestamp_granularities[]",
-            description="With verbose_json: `segment` (always given) and/or `word`.",
-        ),
-    ] = None,
 ) -> Response:
     """Transcribe an audio file (OpenAI's ``audio.transcriptions.create``): plain text, JSON,
     ``verbose_json`` with timed segments (and words on request), SRT or WebVTT subtitles."""
@@ -242,9 +243,6 @@ async def create_chat_completion(
     ``response_format: {"type": "json_object"}`` constrains the reply to one JSON object;
     ``tools``, ``logprobs``, audio output and ``json_schema`` are refused with a 400.
     """
-    refused = body.unsupported()
-    if refused is not None:
-        raise unsupported_parameter(*refused)
     llm = state.hub.llm
     if body.json_mode and not llm.capabilities.json_mode:
         raise unsupported_parameter("response_format", "this chat engine has no JSON mode")

@@ -25,7 +25,7 @@ from starlette.types import Message
 from avatar.api.auth import require_token
 from avatar.api.deps import app_state
 from avatar.api.errors import _CODES, ApiError
-from avatar.api.schemas.openai import OpenAIErrorDetail, OpenAIErrorPublic
+from avatar.api.schemas.openai import UNSUPPORTED, OpenAIErrorDetail, OpenAIErrorPublic
 from avatar.errors import AvatarError
 
 log = logging.getLogger("avatar.api")
@@ -89,6 +89,9 @@ def error_response(exc: Exception) -> JSONResponse:
     elif isinstance(exc, RequestValidationError):
         status, code, hint = 400, "invalid_request", None
         param, message = describe_validation(exc)
+        top = (param or "").split(".", 1)[0]
+        if top in UNSUPPORTED:  # an option turned on that AVATAR cannot honour
+            code, param, message = "unsupported_parameter", top, unsupported(top)
     elif isinstance(exc, HTTPException) and exc.status_code in (400, 422):  # undecodable body
         status, code, hint = 400, "invalid_body", "send UTF-8 JSON or multipart/form-data"
         message = "the request body cannot be parsed"
@@ -150,6 +153,10 @@ class UnsupportedParameter(ApiError):
 
 def unsupported_parameter(param: str, why: str) -> UnsupportedParameter:
     return UnsupportedParameter(param, why)
+
+
+def unsupported(param: str) -> str:
+    return f"'{param}' is not supported: {UNSUPPORTED[param]}"
 
 
 def capped(request: Request, limit: int) -> Request:

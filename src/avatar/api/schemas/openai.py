@@ -165,7 +165,20 @@ class ResponseFormat(_Request):
     """``text`` (the default) or ``json_object`` (the reply is one valid JSON object)."""
 
     model_config = ConfigDict(extra="allow", strict=True)
-    type: Literal["text", "json_object", "json_schema"]
+    type: Literal["text", "json_object"]
+
+
+UNSUPPORTED: dict[str, str] = {
+    "tools": "tool calls are not supported by AVATAR's chat engines",
+    "tool_choice": "tool calls are not supported by AVATAR's chat engines",
+    "functions": "function calls are not supported",
+    "function_call": "function calls are not supported",
+    "logprobs": "log probabilities are not returned",
+    "top_logprobs": "log probabilities are not returned",
+    "modalities": "only text output: use /v1/audio/speech for audio",
+    "audio": "audio output: use /v1/audio/speech",
+    "response_format": 'only {"type": "text"} and {"type": "json_object"}',
+}
 
 
 class ChatCompletionCreate(_Request):
@@ -213,34 +226,20 @@ class ChatCompletionCreate(_Request):
         examples=[{"type": "json_object"}],
         description="`json_object` constrains the reply to valid JSON (llama.cpp grammar).",
     )
-    # Refused when used (see ``unsupported``); typed loosely so the 400 names them.
-    tools: list[Any] | None = Field(None, description="Not supported: refused when non-empty.")
-    tool_choice: Any = Field(None, description="Not supported unless `none`.")
-    functions: list[Any] | None = Field(None, description="Not supported: refused.")
-    function_call: Any = Field(None, description="Not supported: refused.")
-    logprobs: bool | None = Field(None, description="Not supported: refused when true.")
-    top_logprobs: int | None = Field(None, description="Not supported: refused.")
-    modalities: list[str] | None = Field(None, description="Only `text`.")
-    audio: Any = Field(None, description="Not supported: refused (use /v1/audio/speech).")
-
-    def unsupported(self) -> tuple[str, str] | None:
-        """The first option given that AVATAR cannot honour: (parameter, why)."""
-        checks = [
-            ("tools", bool(self.tools), "tool calls are not supported by AVATAR's chat engines"),
-            ("tool_choice", self.tool_choice not in (None, "none"), "tool calls are not supported"),
-            ("functions", bool(self.functions), "function calls are not supported"),
-            ("function_call", self.function_call not in (None, "none"), "not supported"),
-            ("logprobs", bool(self.logprobs), "log probabilities are not returned"),
-            ("top_logprobs", self.top_logprobs is not None, "log probabilities are not returned"),
-            ("modalities", bool(set(self.modalities or ()) - {"text"}), "only text output"),
-            ("audio", self.audio is not None, "audio output: use /v1/audio/speech"),
-            (
-                "response_format",
-                self.response_format is not None and self.response_format.type == "json_schema",
-                'json_schema is not supported: use {"type": "json_object"}',
-            ),
-        ]
-        return next(((param, why) for param, given, why in checks if given), None)
+    # Options AVATAR cannot honour: the schema allows only their "off" values, and a request that
+    # turns one on is refused with a 400 that names it and says why (``UNSUPPORTED``).
+    tools: Annotated[list[Any], Field(max_length=0)] | None = Field(
+        None, description="Not supported: refused when non-empty."
+    )
+    tool_choice: Literal["none"] | None = Field(None, description="Only `none`.")
+    functions: Annotated[list[Any], Field(max_length=0)] | None = Field(
+        None, description="Not supported."
+    )
+    function_call: Literal["none"] | None = Field(None, description="Only `none`.")
+    logprobs: Literal[False] | None = Field(None, description="Not supported when true.")
+    top_logprobs: None = Field(None, description="Not supported.")
+    modalities: list[Literal["text"]] | None = Field(None, description="Only `text`.")
+    audio: None = Field(None, description="Not supported (use /v1/audio/speech).")
 
     @property
     def json_mode(self) -> bool:

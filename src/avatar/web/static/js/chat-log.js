@@ -3,13 +3,14 @@
 // who is speaking now, and how each reply ended (interrupted by the user, cut off by a lost
 // connection or a server stop, which speech mode spoke it).
 import { $, el } from "./dom.js";
-import { t } from "./i18n.js";
+import { onLanguageChange, t } from "./i18n.js";
 
 const USER_REASONS = new Set(["barge_in", "client", "new_turn"]);
 
 export class ChatLog {
   constructor(node) {
     this.node = node;
+    onLanguageChange(() => this.relabel());
   }
 
   clear() {
@@ -37,6 +38,13 @@ export class ChatLog {
     this.node.append(item);
     item.scrollIntoView({ block: "end", behavior: "smooth" });
     return item;
+  }
+
+  /** Say what each bubble is doing now in the interface language (after a language switch). */
+  relabel() {
+    for (const item of this.node.querySelectorAll("[data-now]")) {
+      $(".who-now", item).textContent = t(`talk.now.${item.dataset.now}`);
+    }
   }
 
   /** Mark `item` as doing something now ("speaking", "thinking", "listening") or nothing. */
