@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 MAX_SPEECH_CHARS = 4096
 MAX_MESSAGES = 256
@@ -237,6 +237,13 @@ class ChatCompletionCreate(_Request):
     )
     function_call: Literal["none"] | None = Field(None, description="Only `none`.")
     logprobs: Literal[False] | None = Field(None, description="Not supported when true.")
+
+    @field_validator("logprobs", mode="before")
+    @classmethod
+    def _a_real_false(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, bool):  # 0 == False for Literal checks
+            raise ValueError("must be false")
+        return value
     top_logprobs: None = Field(None, description="Not supported.")
     modalities: list[Literal["text"]] | None = Field(None, description="Only `text`.")
     audio: None = Field(None, description="Not supported (use /v1/audio/speech).")
