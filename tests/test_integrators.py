@@ -212,3 +212,6 @@ def test_main_requests_and_responses_have_examples_and_types(tmp_path) -> None:
         ref = content["schema"].get("$ref", "")
         assert ref.startswith("#/components/schemas/") and ref.endswith("Public"), (path, ref)
     assert schemas["PreloadPublic"]["properties"]["took_s"]
+    health = doc["paths"]["/health"]["get"]["responses"]["200"]["content"]["application/json"]
+    refs = {r["$ref"].rsplit("/", 1)[-1] for r in health["schema"]["anyOf"]}
+    assert refs == {"HealthPublic", "HealthAnonymousPublic"}  # with and without the token

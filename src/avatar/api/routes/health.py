@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from avatar import __version__
 from avatar.api.auth import presented_token, token_matches
 from avatar.api.deps import app_state, limit
+from avatar.api.schemas.system import HealthAnonymousPublic, HealthPublic
 from avatar.api.state import AppState
 from avatar.redaction import strip_all, strip_credentials
 
@@ -21,7 +22,7 @@ MIN_FREE_DISK_MB = 500
 @router.get("/health", dependencies=[limit("health")])
 async def health(
     request: Request, state: Annotated[AppState, Depends(app_state)]
-) -> dict[str, Any]:
+) -> HealthPublic | HealthAnonymousPublic:
     """``ok``, or ``degraded`` with the reason: database down, a model failed to load, an
     engine's calls are failing (a remote server down or erroring), disk nearly full.
 
@@ -29,13 +30,13 @@ async def health(
     name hosts and model paths, which are for the owner only."""
     report = await _report(state)
     if token_matches(state, presented_token(request)):
-        return report
+        return HealthPublic.model_validate(report)
     failing = [
         {"slot": slot, "code": "load_failed" if m["error"] else m["failing"]["code"]}
         for slot, m in report["models"].items()
         if m["error"] or m["failing"]
     ]
-    return {"status": report["status"], "failing": failing}
+    return HealthAnonymousPublic.model_validate({"status": report["status"], "failing": failing})
 
 
 async def _report(state: AppState) -> dict[str, Any]:

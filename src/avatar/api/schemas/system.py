@@ -6,7 +6,7 @@ reads to show a status page is typed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -141,3 +141,62 @@ class WarmupPublic(BaseModel):
 
     took_s: float
     steps: list[WarmupStepPublic]
+
+
+class SlotHealthPublic(BaseModel):
+    engine: str | None
+    loaded: bool
+    error: str | None = Field(description="Why the model failed to load (credentials stripped).")
+    failing: dict[str, Any] | None = Field(description="The engine's recent calls failing.")
+
+
+class DiskPublic(BaseModel):
+    free_mb: int
+    ok: bool
+
+
+class HealthPublic(BaseModel):
+    """``GET /health`` with the token: the status and everything behind it."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "status": "ok",
+                    "version": "0.2.0",
+                    "problems": [],
+                    "database": {"ok": True, "dialect": "sqlite"},
+                    "models": {
+                        "stt": {
+                            "engine": "faster-whisper",
+                            "loaded": True,
+                            "error": None,
+                            "failing": None,
+                        },
+                    },
+                    "disk": {"free_mb": 81234, "ok": True},
+                    "sessions": {"open": 0, "max": 16},
+                }
+            ]
+        }
+    )
+
+    status: Literal["ok", "degraded"]
+    version: str
+    problems: list[str]
+    database: dict[str, Any]
+    models: dict[str, SlotHealthPublic]
+    disk: DiskPublic
+    sessions: SessionsPublic
+
+
+class FailingSlotPublic(BaseModel):
+    slot: str
+    code: str
+
+
+class HealthAnonymousPublic(BaseModel):
+    """``GET /health`` without the token: the status and which slots fail, with codes only."""
+
+    status: Literal["ok", "degraded"]
+    failing: list[FailingSlotPublic]
