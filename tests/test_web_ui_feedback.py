@@ -564,7 +564,7 @@ async def test_7_validation_single_audio_preload_pill_and_cut_off(
             await say_text(page, "Tell me a long story")
             reply = page.locator("#chat-log .msg.assistant").last
             await expect(reply).to_have_class(re.compile("streaming"), timeout=30_000)
-            running.should_exit = True
+            running.server.should_exit = True
             await expect(reply).to_have_class(re.compile("cut-off"), timeout=30_000)
             await expect(reply).not_to_have_class(re.compile(r"\binterrupted\b"))
             await expect(reply.locator(".msg-meta")).to_contain_text("Cut off")
