@@ -72,9 +72,10 @@ def main() -> int:
             if r.result.rss and minute > printed[0]:
                 printed[0] = minute
                 errors = sum(not s.ok for s in r.result.samples)
+                cache = r.result.prompt_cache[-1][1] if r.result.prompt_cache else "-"
                 print(
                     f"  {r.now() / 60:5.1f} min  server {r.result.rss[-1][1]:7.1f} MB  "
-                    f"sessions {r.open}  errors {errors}",
+                    f"prompt cache {cache} MB  sessions {r.open}  errors {errors}",
                     flush=True,
                 )
 
@@ -82,17 +83,20 @@ def main() -> int:
     result = run.result
     summary = summarize(result, warmup_s=min(args.warmup, duration / 4))
     summary["rss_per_minute"] = per_minute(result)
+    summary["prompt_cache_mb"] = result.prompt_cache
     summary["errors_at"] = [(s.t, s.kind, s.error) for s in result.samples if not s.ok]
     summary["turns_per_minute"] = [
         sum(1 for s in result.samples if s.kind == "turn" and s.ok and m * 60 <= s.t < m * 60 + 60)
         for m in range(int(duration // 60))
     ]
-    print("\nminute  RSS MB  change")
+    print("\nminute  RSS MB  change  prompt cache MB")
     for minute, mb, change in summary["rss_per_minute"]:
-        print(f"{minute:6d}  {mb:6.1f}  {change:+6.1f}")
+        cache = [c for t, c in result.prompt_cache if t <= minute * 60]
+        print(f"{minute:6d}  {mb:6.1f}  {change:+6.1f}  {cache[-1] if cache else '-':>6}")
     growth = summary["server_rss_mb"]["growth_mb_per_min"]
     print(f"\ngrowth after warm-up: {growth} MB/min")
-    print(json.dumps({k: v for k, v in summary.items() if k != "rss_per_minute"}, indent=2))
+    hidden = ("rss_per_minute", "prompt_cache_mb")
+    print(json.dumps({k: v for k, v in summary.items() if k not in hidden}, indent=2))
     if args.json:
         args.json.write_text(json.dumps(summary, indent=2))
     if args.plot:

@@ -37,6 +37,11 @@ class TurnMetrics:
         self.sessions = Gauge(
             "avatar_voice_sessions", "Open voice sessions", registry=self.registry
         )
+        self.prompt_cache = Gauge(
+            "avatar_llm_prompt_cache_bytes",
+            "Bytes held by the LLM's prompt-state cache (llama.cpp states of recent prompts)",
+            registry=self.registry,
+        )
 
     def observe(self, metrics: dict[str, float | None], interrupted: bool) -> None:
         for stage in STAGES:

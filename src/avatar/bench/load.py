@@ -76,6 +76,8 @@ class LoadResult:
     duration_s: float
     samples: list[Sample] = field(default_factory=list)
     rss: list[tuple[float, float]] = field(default_factory=list)  # (t, MB) of the server
+    # (t, MB) held by the LLM's prompt-state cache, read off /metrics every 30 s (real engines)
+    prompt_cache: list[tuple[float, float]] = field(default_factory=list)
     held: list[tuple[float, int]] = field(default_factory=list)  # (t, open sessions)
     refused: int = 0  # sessions refused at the door (close 1013)
     rate_limited: int = 0  # REST 429s: not errors (limits are per client address)
@@ -109,9 +111,13 @@ class LoadRun:
         if self.rest_rps > 0:
             workers.append(asyncio.create_task(self._rest()))
         process = psutil.Process(self.target.pid) if self.target.pid else None
+        next_cache_read = 0.0
         while self.now() < duration_s:
             if process is not None:
                 self.result.rss.append((round(self.now(), 1), process.memory_info().rss / 2**20))
+            if self.now() >= next_cache_read:
+                next_cache_read = self.now() + 30.0
+                await self._read_prompt_cache()
             self.result.held.append((round(self.now(), 1), self.open))
             if tick:
                 tick(self)
@@ -122,6 +128,20 @@ class LoadRun:
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+
+    async def _read_prompt_cache(self) -> None:
+        """Sample the prompt-state cache's size, so memory growth can be told from its filling."""
+        try:
+            async with httpx.AsyncClient(base_url=self.target.url, timeout=10) as client:
+                response = await client.get(
+                    "/metrics", headers={"Authorization": f"Bearer {self.target.token}"}
+                )
+        except httpx.HTTPError:
+            return
+        for line in response.text.splitlines():
+            if line.startswith("avatar_llm_prompt_cache_bytes "):
+                mb = float(line.split()[1]) / 2**20
+                self.result.prompt_cache.append((round(self.now(), 1), round(mb, 1)))
 
     async def _session(self, n: int) -> None:
         import websockets

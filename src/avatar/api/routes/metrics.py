@@ -23,4 +23,7 @@ async def metrics(state: Annotated[AppState, Depends(app_state)]) -> Response:
     """Prometheus text format (scrape with the API token as a bearer token)."""
     collector = state.services.metrics
     collector.sessions.set(len(state.open_sessions))
+    hub = state.hub
+    if hub.is_loaded("llm"):
+        collector.prompt_cache.set(getattr(hub.llm, "prompt_cache_bytes", 0))
     return Response(generate_latest(collector.registry), media_type=CONTENT_TYPE_LATEST)

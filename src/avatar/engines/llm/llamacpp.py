@@ -193,6 +193,13 @@ class LlamaCppChat(ThreadedEngine):
         except RuntimeError:  # executor shut down: nothing runs on it any more
             llama.close()
 
+    @property
+    def prompt_cache_bytes(self) -> int:
+        """Bytes the prompt-state cache holds now (0 when it is off or the model is not loaded)."""
+        llama = self._llama
+        cache = llama.cache if llama is not None else None
+        return cache.cache_size if isinstance(cache, PromptStateCache) else 0
+
     def _model(self) -> llama_cpp.Llama:
         self.load()
         if self._llama is None:  # unloaded between load() and here
