@@ -46,3 +46,45 @@ def test_llama_reads_the_prompt_and_decodes_on_their_own_thread_counts(
     assert (same.threads, same.batch_threads) == (3, 3)
     default = LlmSettings()
     assert (default.threads, default.batch_threads) == (1, 2)
+
+
+async def test_a_voice_reply_decodes_its_first_words_on_start_threads_then_drops(
+    model_store: ModelStore,
+) -> None:
+    import threading
+
+    import llama_cpp
+
+    from avatar.engines.base import ChatMessage, GenerationOptions
+
+    chat = LlamaCppChat.from_settings(
+        LlmSettings(threads=1, batch_threads=2, start_threads=2), model_store
+    )
+    assert LlmSettings().start_threads == 2  # the default: the first chunk alone on two cores
+    chat.load()
+    try:
+        assert chat._llama is not None
+        ctx = chat._llama._ctx.ctx
+
+        async def threads_seen(options: GenerationOptions, share_after: int) -> list[int]:
+            seen = []
+            question = [ChatMessage("user", "Count from one to twenty, in words.")]
+            async for _ in chat.stream_chat(question, options):
+                seen.append(llama_cpp.llama_n_threads(ctx))
+                if len(seen) == share_after and options.cpu_shared is not None:
+                    options.cpu_shared.set()  # the first chunk went to TTS
+            return seen
+
+        shared = threading.Event()
+        voice = await threads_seen(GenerationOptions(max_tokens=24, cpu_shared=shared), 3)
+        assert voice[:3] == [2, 2, 2]  # alone: two decoding threads
+        assert set(voice[3:]) == {1}  # beside TTS: the steady one
+        assert llama_cpp.llama_n_threads(ctx) == 1  # and it stays so after the reply
+
+        plain = await threads_seen(GenerationOptions(max_tokens=8), 0)  # REST: not a voice reply
+        assert set(plain) == {1}
+        early = threading.Event()
+        early.set()  # TTS already running (a later reply of a busy session): no burst
+        assert set(await threads_seen(GenerationOptions(max_tokens=8, cpu_shared=early), 0)) == {1}
+    finally:
+        chat.shutdown()

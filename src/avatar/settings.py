@@ -147,6 +147,14 @@ class LlmSettings(BaseModel):
     batch_threads: int | None = Field(
         2, ge=1, description="Local models: threads reading the prompt (None: as threads)."
     )
+    # Until a voice reply's first chunk goes to TTS nothing else runs, so its first words decode
+    # on two threads; then TTS shares the CPU and decoding drops to ``threads``.
+    start_threads: int | None = Field(
+        2,
+        ge=1,
+        description="Local models: threads decoding a voice reply until its first chunk is"
+        " spoken (None: as threads).",
+    )
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
     prompt_cache_mb: int = Field(

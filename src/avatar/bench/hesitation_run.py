@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from avatar.bench.hesitation import PAUSE_S, RATE, PausedClip
+from avatar.bench.latency import CHUNK_MS  # the web UI's microphone frames
 
-CHUNK_MS = 100
 LEAD_S, TAIL_S = 0.4, 3.0
 
 

@@ -31,7 +31,11 @@ QUESTIONS = [
     "What do bees make?",
     "Is water wet or dry?",
 ]
-CHUNK_MS = 100
+CHUNK_MS = 32  # as the web UI sends the microphone: one VAD frame a message
+# The sequential baseline is the original cascade, every stage waiting for the one before: the
+# turn ends by the plain silence timer (no end-of-turn models, no reply started at a pause), then
+# the whole transcript, the whole reply, the whole audio. The engines are the streaming run's.
+CASCADE_TURN = {"speculate": False, "use_text": False, "engine": ""}
 LEAD_S, TAIL_S = 0.4, 1.5
 PARTS = (
     "endpointing_ms",

@@ -123,7 +123,8 @@ def latency(
     modes: str = typer.Option(
         "streaming,sequential",
         "--modes",
-        help="Real-model pipelines to run (streaming, sequential).",
+        help="Real-model pipelines to run: streaming (the default configuration), sequential"
+        " (the original cascade: silence timer, whole transcript, whole reply, whole audio).",
     ),
     fake_sessions: str = typer.Option(
         "1,10,50",
@@ -185,6 +186,7 @@ def latency(
             pipeline=mode,
             server={"preload": True},
             models={"cache_dir": base.model_cache_dir},
+            **({"turn": lat.CASCADE_TURN} if mode == "sequential" else {}),
         )
         hub.settings = s
         run(mode, s, hub, 1, turns)

@@ -8,6 +8,7 @@ remote engines are ordinary engines that speak HTTP. Every engine is loaded with
 
 from __future__ import annotations
 
+import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -147,6 +148,10 @@ class GenerationOptions:
     temperature: float = 0.7
     stop: tuple[str, ...] = ()
     json_mode: bool = False  # the reply must be one JSON object (engines with ``json_mode``)
+    # Set by a voice reply once its first chunk goes to TTS: until then the reply is all that
+    # runs, so a local engine may decode on more threads (``start_threads``); after, TTS shares
+    # the CPU. None: not a voice reply (decode on the steady thread count throughout).
+    cpu_shared: threading.Event | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

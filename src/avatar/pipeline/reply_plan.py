@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import TYPE_CHECKING
 
 from avatar.engines.base import ChatMessage, GenerationOptions
@@ -35,7 +36,9 @@ async def plan_reply(
         selection.engine,
         selection.mode_used,
         messages,
-        GenerationOptions(max_tokens=llm.max_tokens, temperature=llm.temperature),
+        GenerationOptions(
+            max_tokens=llm.max_tokens, temperature=llm.temperature, cpu_shared=threading.Event()
+        ),
         turn.language or "en",
         voice,
         turn.t0,

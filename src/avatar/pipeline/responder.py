@@ -106,6 +106,8 @@ async def _text(
 async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None], piece: str) -> None:
     if piece.strip():
         turn.metrics.setdefault("first_text_ms", plan.ms_since_t0())
+        if plan.options.cpu_shared is not None:
+            plan.options.cpu_shared.set()  # TTS starts: the LLM decodes on its steady threads
         await out.put(piece)
 
 

@@ -26,6 +26,7 @@ import llama_cpp
 
 from avatar.engines.base import ChatMessage, GenerationOptions, LlmCapabilities
 from avatar.engines.executor import ThreadedEngine
+from avatar.engines.llm.kv_reuse import place
 from avatar.engines.llm.turn_text import TurnPrompter, end_probability
 from avatar.errors import EngineFailed, ModelError
 from avatar.system.cuda import is_cuda_oom, oom_guard
@@ -122,6 +123,7 @@ class LlamaCppChat(ThreadedEngine):
         context_tokens: int = 4096,
         threads: int = 2,
         batch_threads: int | None = None,
+        start_threads: int | None = None,
         gpu_layers: int = 0,
         prompt_cache_mb: int = 0,
     ) -> None:
@@ -131,6 +133,7 @@ class LlamaCppChat(ThreadedEngine):
         self.context_tokens = context_tokens
         self.threads = threads  # token by token, while TTS speaks the chunks before
         self.batch_threads = batch_threads or threads  # the prompt, read before TTS starts
+        self.start_threads = start_threads or threads  # a voice reply's first chunk, alone
         self.gpu_layers = gpu_layers
         self.prompt_cache_mb = prompt_cache_mb
         self.capabilities = LlmCapabilities(
@@ -147,6 +150,7 @@ class LlamaCppChat(ThreadedEngine):
             context_tokens=cfg.context_tokens,
             threads=cfg.threads,
             batch_threads=cfg.batch_threads,
+            start_threads=cfg.start_threads,
             gpu_layers=cfg.gpu_layers,
             prompt_cache_mb=cfg.prompt_cache_mb,
         )
@@ -236,11 +240,14 @@ class LlamaCppChat(ThreadedEngine):
 
     # --- engine thread ------------------------------------------------------------------------
 
-    def _end_of_turn(self, messages: list[dict[str, str]]) -> float | None:
-        llama = self._model()
+    def _prompter(self, llama: llama_cpp.Llama) -> TurnPrompter:
         if self._turn_prompter is None:
             self._turn_prompter = TurnPrompter(llama)
-        prompt = self._turn_prompter.prompt(messages)
+        return self._turn_prompter
+
+    def _end_of_turn(self, messages: list[dict[str, str]]) -> float | None:
+        llama = self._model()
+        prompt = self._prompter(llama).prompt(messages)
         if prompt is None or len(prompt.tokens) >= llama.n_ctx():
             return None
         try:
@@ -258,7 +265,14 @@ class LlamaCppChat(ThreadedEngine):
         llama = self._model()
         start = time.perf_counter()
         chunks: Any = None
+        decoding = _DecodingThreads(llama, self.threads, self.batch_threads)
+        decoding.start(options.cpu_shared, self.start_threads)
         try:
+            # A history that lost its oldest turns keeps the rest of its KV cache (kv_reuse);
+            # llama-cpp-python's own prefix match then reads only what is new.
+            prompt = self._prompter(llama).prompt(messages)
+            if prompt is not None and len(prompt.tokens) < llama.n_ctx():
+                place(llama, prompt.tokens)
             chunks = llama.create_chat_completion(
                 messages=messages,  # type: ignore[arg-type]
                 max_tokens=options.max_tokens,
@@ -269,6 +283,7 @@ class LlamaCppChat(ThreadedEngine):
                 response_format={"type": "json_object"} if options.json_mode else None,
             )
             for chunk in chunks:  # the prompt is evaluated at the first next()
+                decoding.follow(options.cpu_shared)
                 if cancel.is_set():
                     stats.cancelled = True
                     return
@@ -286,7 +301,40 @@ class LlamaCppChat(ThreadedEngine):
         finally:
             if chunks is not None:
                 chunks.close()  # stops llama.cpp's decode loop now, not at garbage collection
+            decoding.steady()
             stats.total_s = time.perf_counter() - start
+
+
+class _DecodingThreads:
+    """A voice reply decodes on ``start_threads`` while it runs alone, then on ``threads``.
+
+    Until the reply's first chunk goes to TTS nothing else needs the CPU; from then on Piper
+    synthesizes beside the decoding, and llama.cpp's threads spin-wait for each other, so two
+    decoding threads beside TTS on two cores would slow both (docs/BENCHMARKS.md, "Threads").
+    """
+
+    def __init__(self, llama: llama_cpp.Llama, threads: int, batch_threads: int) -> None:
+        self._llama, self._threads, self._batch = llama, threads, batch_threads
+        self._fast = False
+
+    def start(self, shared: threading.Event | None, start_threads: int) -> None:
+        if shared is not None and not shared.is_set() and start_threads != self._threads:
+            self._set(start_threads)
+            self._fast = True
+
+    def follow(self, shared: threading.Event | None) -> None:
+        """Between tokens: drop to the steady thread count once TTS has started."""
+        if self._fast and shared is not None and shared.is_set():
+            self.steady()
+
+    def steady(self) -> None:
+        if self._fast:
+            self._fast = False
+            self._set(self._threads)
+
+    def _set(self, threads: int) -> None:
+        ctx = self._llama._ctx.ctx  # noqa: SLF001 - no public setter in llama-cpp-python 0.3
+        llama_cpp.llama_set_n_threads(ctx, threads, self._batch)
 
 
 def _record(chunk: Any, stats: GenerationStats, start: float) -> str | None:

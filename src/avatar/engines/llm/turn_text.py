@@ -6,7 +6,8 @@ model gives to the token its template puts there when a user message ends (``<|i
 ChatML). "What is the capital" makes that token unlikely; "What is the capital of Japan?" likely.
 
 One forward pass over the tokens not already in llama.cpp's KV cache (or in the prompt-state
-cache), so a call costs roughly the user's new words. Call only on the engine's own thread.
+cache, or there with older turns dropped: :mod:`avatar.engines.llm.kv_reuse`), so a call costs
+roughly the user's new words. Call only on the engine's own thread.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import Any
 import llama_cpp
 import numpy as np
 from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+from avatar.engines.llm.kv_reuse import place
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,34 +68,15 @@ class TurnPrompter:
 
 def end_probability(llama: llama_cpp.Llama, prompt: TurnPrompt) -> float:
     """P(``prompt.end_token`` next), evaluating only what the KV cache does not already hold."""
-    start = _reuse_prefix(llama, prompt.tokens)
+    # at least the last token is evaluated, since its logits are what we read
+    start = min(place(llama, prompt.tokens), len(prompt.tokens) - 1)
+    llama.n_tokens = start
     llama.eval(prompt.tokens[start:])
     raw = llama_cpp.llama_get_logits_ith(llama._ctx.ctx, -1)  # noqa: SLF001 - no public accessor
     logits = np.ctypeslib.as_array(raw, shape=(llama.n_vocab(),)).astype(np.float64)
     logits -= logits.max()
     weights = np.exp(logits)
     return float(weights[prompt.end_token] / weights.sum())
-
-
-def _reuse_prefix(llama: llama_cpp.Llama, tokens: list[int]) -> int:
-    """Keep the longest known prefix of ``tokens`` in the KV cache; the index to evaluate from.
-
-    At least the last token is always evaluated, since its logits are what we read.
-    """
-    current = llama_cpp.Llama.longest_token_prefix(llama._input_ids.tolist(), tokens)  # noqa: SLF001
-    if llama.cache is not None:
-        try:
-            state = llama.cache[tokens]
-        except KeyError:
-            state = None
-        if state is not None:
-            cached = llama_cpp.Llama.longest_token_prefix(state.input_ids.tolist(), tokens)
-            if cached > current:
-                llama.load_state(state)
-                current = cached
-    keep = min(current, len(tokens) - 1)
-    llama.n_tokens = keep
-    return keep
 
 
 def _token_text(llama: llama_cpp.Llama, token: int) -> str:

@@ -1,5 +1,5 @@
 // Microphone capture: getUserMedia (echo cancellation, noise suppression, gain control on)
-// into the capture worklet, which hands back 100 ms chunks of 16 kHz mono s16le PCM.
+// into the capture worklet, which hands back 32 ms chunks of 16 kHz mono s16le PCM.
 
 const WORKLET_URL = "/js/capture-worklet.js";
 const loaded = new WeakSet();
@@ -72,7 +72,9 @@ export class Microphone {
         numberOfInputs: 1,
         numberOfOutputs: 1,
         outputChannelCount: [1],
-        processorOptions: { targetRate: 16000, chunkMs: 100 },
+        // 32 ms: one VAD frame. The server learns the user stopped talking within a frame of it
+        // (a 100 ms chunk made it wait up to 100 ms more); 31 small binary frames a second.
+        processorOptions: { targetRate: 16000, chunkMs: 32 },
       });
       this.node.port.onmessage = (event) => this.receive(event.data);
       this.source.connect(this.node);
