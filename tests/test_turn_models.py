@@ -132,6 +132,25 @@ async def test_the_chat_model_knows_an_unfinished_question(hub: EngineHub) -> No
     assert unfinished < 0.05 < 0.5 < finished
 
 
+@pytest.mark.parametrize(
+    ("half", "whole"),
+    [
+        ("How many days are there?", "how many days are there in a week"),
+        ("What is the capital?", "Is water wet or dry"),
+        ("What do these...", "What is the capital of France."),
+    ],
+)
+async def test_the_text_signal_does_not_rest_on_whisper_punctuation(
+    hub: EngineHub, half: str, whole: str
+) -> None:
+    """Whisper punctuates half sentences ("What is the capital?") and may leave whole ones bare:
+    the words are read without their final punctuation, so neither decides."""
+    threshold = hub.settings.turn.complete_threshold
+    unfinished, finished = await text_p(hub, half), await text_p(hub, whole)
+    assert unfinished is not None and finished is not None
+    assert unfinished < threshold <= finished
+
+
 async def test_no_text_signal_without_the_users_words(hub: EngineHub) -> None:
     assert await text_end_of_turn(hub.llm, [ChatMessage("assistant", "Hello.")]) is None
     assert await text_end_of_turn(hub.llm, [ChatMessage("user", "  ")]) is None

@@ -145,7 +145,7 @@ async def test_by_default_the_text_probability_decides_alone(tmp_path) -> None:
     settings = make_settings(tmp_path, server={"preload": False})
     assert settings.turn.acoustic_weight == 0.0
     stt = ScriptedStt(QUESTION, delay_s=0.1)
-    chat = ScriptedTurnChat(ANSWER, [0.94, 0.97])  # "What is the capital?" vs the whole
+    chat = ScriptedTurnChat(ANSWER, [0.01, 0.6])  # "What is the capital" vs the whole
     async with TurnHarness(settings, stt=stt, llm=chat, turn=ScriptedTurn(COMPLETE)) as h:
         await h.speak(1.0)
         await h.silence(0.7)

@@ -88,9 +88,10 @@ class TurnSettings(BaseModel):
         200, ge=0, description="Silence before the end-of-turn models are asked."
     )
     # Chosen on the hesitation set (docs/BENCHMARKS.md, "End of turn"): on our synthetic
-    # voices smart-turn judged most first halves complete, so by default only the text decides.
+    # voices smart-turn judged most first halves complete, so by default only the text decides:
+    # the chat model's P(the sentence ends) after the words without their final punctuation.
     complete_threshold: float = Field(
-        0.95, gt=0.0, lt=1.0, description="Fused probability at or above which the turn ends."
+        0.25, gt=0.0, lt=1.0, description="Fused probability at or above which the turn ends."
     )
     acoustic_weight: float = Field(
         0.0, ge=0.0, le=1.0, description="Weight of the acoustic probability (text: 1 - this)."

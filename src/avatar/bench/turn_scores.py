@@ -10,6 +10,8 @@ complete, on the questions used to choose thresholds and on those held out.
 
     python -m avatar.bench.turn_scores --out turn-scores.json   # measure (a few minutes)
     python -m avatar.bench.turn_scores --scores turn-scores.json  # re-tabulate only
+    python -m avatar.bench.turn_scores --rescore turn-scores.json --out new.json  # the text
+        # signal of today's code on the saved transcripts (the same words, ~1 minute)
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import asyncio
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from avatar.audio.pcm import PcmAudio
@@ -72,6 +74,18 @@ async def _text(hub: EngineHub, words: str) -> tuple[float | None, float]:
     start = time.perf_counter()
     p = await text_end_of_turn(hub.llm, [system, ChatMessage("user", words)]) if words else None
     return p, (time.perf_counter() - start) * 1000
+
+
+async def rescore(hub: EngineHub, saved: list[Score]) -> list[Score]:
+    """The text signal again on saved transcripts (acoustic scores kept): a change to the text
+    signal compared on exactly the same words."""
+    hub.load("llm")
+    out = []
+    for s in saved:
+        text_p, text_ms = await _text(hub, s.transcript)
+        bare, _ = await _text(hub, s.transcript.rstrip(" .?!。？！,，…"))
+        out.append(replace(s, text_p=text_p, text_bare_p=bare, text_ms=text_ms))
+    return out
 
 
 async def measure(hub: EngineHub, zh_dir: Path | None) -> list[Score]:
@@ -159,6 +173,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, help="write the raw scores here (JSON)")
     parser.add_argument("--scores", type=Path, help="tabulate these scores instead of measuring")
+    parser.add_argument("--rescore", type=Path, help="recompute the text signal of these scores")
     parser.add_argument("--zh-dir", type=Path, default=Path("../shared/audio/zh"))
     args = parser.parse_args()
     if args.scores:
@@ -166,7 +181,11 @@ def main() -> None:
     else:
         hub = EngineHub(load_settings())
         try:
-            scores = asyncio.run(measure(hub, args.zh_dir if args.zh_dir.exists() else None))
+            if args.rescore:
+                saved = [Score(**row) for row in json.loads(args.rescore.read_text())]
+                scores = asyncio.run(rescore(hub, saved))
+            else:
+                scores = asyncio.run(measure(hub, args.zh_dir if args.zh_dir.exists() else None))
         finally:
             hub.close()
         if args.out:

@@ -68,7 +68,7 @@ class EndOfTurnPolicy:
     fallback_silence_ms: float = 2000.0
     max_utterance_ms: float = 30_000.0
     starvation_ms: float = 1000.0
-    complete_threshold: float = 0.95  # the settings' defaults (see TurnSettings)
+    complete_threshold: float = 0.25  # the settings' defaults (see TurnSettings)
     acoustic_weight: float = 0.0
 
     def __post_init__(self) -> None:

@@ -178,6 +178,7 @@ class LlamaCppChat(ThreadedEngine):
                 )
             if self.prompt_cache_mb:
                 self._llama.set_cache(PromptStateCache(self._llama, self.prompt_cache_mb))
+            self._prompter(self._llama).sentence_ends()  # a pass over the vocabulary, now
         except (ValueError, RuntimeError, OSError) as exc:
             raise ModelError(
                 f"llama.cpp could not load the model file {path} ({exc})",

@@ -1,9 +1,16 @@
-"""A chat model's own guess that the user has finished: P(end-of-turn token | the user's words).
+"""A chat model's own guess that the user has finished: P(the sentence ends | the user's words).
 
 The LiveKit turn-detector idea, with the chat model we already run: render the conversation with
 the model's chat template, stop right after the user's last word, and read the probability the
-model gives to the token its template puts there when a user message ends (``<|im_end|>`` for
-ChatML). "What is the capital" makes that token unlikely; "What is the capital of Japan?" likely.
+model gives to what ends a sentence there: ".", "?", "!" (and their CJK forms, alone or before a
+newline or a quote) or the token its template puts after a user message (``<|im_end|>`` for
+ChatML). "What is the capital" makes those unlikely; "What is the capital of Japan" likely.
+
+As LiveKit does, the words are read without their final punctuation: Whisper punctuates half
+sentences too ("What is the capital?"), and after any "?" the untuned model gives its end-of-turn
+token ~0.93-0.99, complete question or not, so the old signal was mostly Whisper's punctuation
+(docs/BENCHMARKS.md, "End of turn"). The model's own P(punctuation next) after the bare words
+separates first halves from whole questions better on the hesitation set.
 
 One forward pass over the tokens not already in llama.cpp's KV cache (or in the prompt-state
 cache, or there with older turns dropped: :mod:`avatar.engines.llm.kv_reuse`), so a call costs
@@ -12,6 +19,7 @@ roughly the user's new words. Call only on the engine's own thread.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,13 +30,19 @@ from llama_cpp.llama_chat_format import Jinja2ChatFormatter
 
 from avatar.engines.llm.kv_reuse import place
 
+# A token that ends a sentence: its punctuation, then only spaces, newlines or closing quotes.
+# An ellipsis ("What is the...") is a sentence trailing off, not ending.
+_SENTENCE_END = re.compile(r"^\s*[.?!。？！]+[\s\"'”’)\]」』]*$")
+_FINAL_PUNCTUATION = re.compile(r"[\s.?!。？！…,，、;；:：]+$")
+
 
 @dataclass(frozen=True, slots=True)
 class TurnPrompt:
-    """The prompt up to the user's last word, and the token that would end the user's turn."""
+    """The prompt up to the user's last word (without final punctuation), and the tokens that
+    would end the sentence or the user's turn there."""
 
     tokens: list[int]
-    end_token: int
+    end_tokens: np.ndarray
 
 
 class TurnPrompter:
@@ -36,6 +50,7 @@ class TurnPrompter:
 
     def __init__(self, llama: llama_cpp.Llama) -> None:
         self._llama = llama
+        self._sentence_ends: np.ndarray | None = None
         template = llama.metadata.get("tokenizer.chat_template")
         self._formatter = None
         if template:
@@ -51,15 +66,35 @@ class TurnPrompter:
         if self._formatter is None or not messages or messages[-1]["role"] != "user":
             return None
         words = messages[-1]["content"].rstrip()
-        if not words:
+        bare = _FINAL_PUNCTUATION.sub("", words)
+        if not bare:
             return None
         history: list[Any] = [*messages[:-1], {"role": "user", "content": words}]
         rendered = self._formatter(messages=history)
-        cut = rendered.prompt.rfind(words) + len(words)
-        if cut < len(words):
+        start = rendered.prompt.rfind(words)
+        if start < 0:
             return None
-        tail = self._tokenize(rendered.prompt[cut:])
-        return TurnPrompt(self._tokenize(rendered.prompt[:cut]), tail[0]) if tail else None
+        cut = start + len(bare)
+        tail = self._tokenize(rendered.prompt[start + len(words) :])
+        if not tail:
+            return None
+        ends = np.union1d(self.sentence_ends(), [tail[0]])
+        return TurnPrompt(self._tokenize(rendered.prompt[:cut]), ends)
+
+    def sentence_ends(self) -> np.ndarray:
+        """The vocabulary's sentence-ending tokens (one pass over it, ~0.4 s, then kept)."""
+        if self._sentence_ends is None:
+            llama = self._llama
+            self._sentence_ends = np.asarray(
+                [
+                    token
+                    for token in range(llama.n_vocab())
+                    if _SENTENCE_END.match(_decoded(llama, token))
+                    and not _decoded(llama, token).lstrip().startswith(("..", "…"))
+                ],
+                dtype=np.intc,
+            )
+        return self._sentence_ends
 
     def _tokenize(self, text: str) -> list[int]:
         # As llama-cpp-python's chat handlers do: the template writes its own special tokens.
@@ -67,7 +102,7 @@ class TurnPrompter:
 
 
 def end_probability(llama: llama_cpp.Llama, prompt: TurnPrompt) -> float:
-    """P(``prompt.end_token`` next), evaluating only what the KV cache does not already hold."""
+    """P(one of ``prompt.end_tokens`` next), reading only what the KV cache does not hold."""
     # at least the last token is evaluated, since its logits are what we read
     start = min(place(llama, prompt.tokens), len(prompt.tokens) - 1)
     llama.n_tokens = start
@@ -76,7 +111,11 @@ def end_probability(llama: llama_cpp.Llama, prompt: TurnPrompt) -> float:
     logits = np.ctypeslib.as_array(raw, shape=(llama.n_vocab(),)).astype(np.float64)
     logits -= logits.max()
     weights = np.exp(logits)
-    return float(weights[prompt.end_token] / weights.sum())
+    return float(weights[prompt.end_tokens].sum() / weights.sum())
+
+
+def _decoded(llama: llama_cpp.Llama, token: int) -> str:
+    return llama.detokenize([token]).decode("utf-8", errors="ignore")
 
 
 def _token_text(llama: llama_cpp.Llama, token: int) -> str:
