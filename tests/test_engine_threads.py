@@ -88,3 +88,81 @@ async def test_a_voice_reply_decodes_its_first_words_on_start_threads_then_drops
         assert set(await threads_seen(GenerationOptions(max_tokens=8, cpu_shared=early), 0)) == {1}
     finally:
         chat.shutdown()
+
+
+class BusyEngine:
+    """A ThreadedEngine whose calls burn a known amount of CPU on its thread."""
+
+    def __init__(self) -> None:
+        from avatar.engines.executor import ThreadedEngine
+
+        class Busy(ThreadedEngine):
+            name = "busy"
+
+        self.engine = Busy()
+
+    @staticmethod
+    def burn(seconds: float) -> None:
+        import time
+
+        end = time.thread_time() + seconds
+        while time.thread_time() < end:
+            pass
+
+    def chunks(self, _cancel: object) -> object:
+        for _ in range(3):
+            self.burn(0.01)
+            yield b"x"
+
+
+async def test_engine_cpu_time_is_counted_for_the_task_that_asked_and_its_children() -> None:
+    from avatar.engines.executor import CpuMeter, metering
+
+    busy, meter, other = BusyEngine(), CpuMeter(), CpuMeter()
+    try:
+
+        async def metered() -> None:
+            metering(meter)
+            await busy.engine.run(busy.burn, 0.05)
+
+            async def child() -> None:
+                assert [c async for c in busy.engine.stream(busy.chunks)] == [b"x"] * 3
+
+            await asyncio.create_task(child())  # a task started after metering: counted too
+
+        async def unmetered() -> None:
+            await busy.engine.run(busy.burn, 0.05)
+
+        metering(other)  # set in the test's own task: not seen by tasks started before ...
+        await asyncio.gather(asyncio.create_task(metered()), asyncio.create_task(unmetered()))
+        assert 0.08 <= meter.seconds < 0.2  # 50 ms + 3 x 10 ms, on the engine's thread
+        assert 0.05 <= other.seconds < 0.1  # ... but by those started after: the unmetered one
+    finally:
+        busy.engine.shutdown()
+
+
+async def test_a_dropped_speculative_reply_reports_the_cpu_it_used() -> None:
+    from avatar.pipeline.generation import Generation
+    from avatar.pipeline.speculation import HeldOutput, Speculation
+    from avatar.testing.clock import FakeClock
+
+    busy = BusyEngine()
+    speculation = Speculation(Generation(), FakeClock())
+    started = asyncio.Event()
+    try:
+
+        async def held_reply(_generation: int, _output: HeldOutput) -> None:
+            await busy.engine.run(busy.burn, 0.04)  # a transcript, say
+            started.set()
+            await asyncio.sleep(60)  # the LLM, until the user goes on
+
+        speculation.start(held_reply)
+        await started.wait()
+        await speculation.drop()
+        metrics = speculation.turn_metrics()
+        assert metrics["speculations_wasted"] == 1.0
+        assert 40 <= metrics["speculation_wasted_cpu_ms"] < 150
+        assert speculation.turn_metrics()["speculation_wasted_cpu_ms"] == 0.0  # counted once
+        assert speculation.counters.metrics()["speculation_wasted_cpu_ms"] >= 40
+    finally:
+        busy.engine.shutdown()

@@ -29,6 +29,10 @@ class HesitationResult:
     one_turn: bool
     finals: int
     v2v_ms: float | None  # from the end of the whole question to the first reply audio
+    # replies started at a pause and dropped when the user went on: how many, and their cost
+    wasted: float = 0.0
+    wasted_ms: float = 0.0
+    wasted_cpu_ms: float = 0.0
 
 
 async def paused_turn(ws: Any, clip: PausedClip) -> HesitationResult:
@@ -67,12 +71,17 @@ async def paused_turn(ws: Any, clip: PausedClip) -> HesitationResult:
         receiver.cancel()
     finals = [t for t, e in events if e["type"] == "transcript" and e.get("final")]
     first_audio = next((t for t, _ in _audio(events)), None)
+    ends = [e.get("metrics") or {} for _, e in events if e["type"] == "turn_end"]
     return HesitationResult(
         clip.voice,
         clip.text,
         len(finals) == 1 and finals[0] > rest_at_s,
         len(finals),
         round((first_audio - end_s) * 1000, 1) if first_audio is not None else None,
+        *(
+            float(sum(m.get(key) or 0 for m in ends))
+            for key in ("speculations_wasted", "speculation_wasted_ms", "speculation_wasted_cpu_ms")
+        ),
     )
 
 
@@ -112,4 +121,7 @@ def summarize_hesitation(results: list[HesitationResult]) -> dict[str, float]:
         "one_turn": float(sum(r.one_turn for r in results)),
         "one_turn_pct": round(100 * sum(r.one_turn for r in results) / max(1, len(results)), 1),
         **by_voice,
+        "speculations_wasted": sum(r.wasted for r in results),
+        "speculation_wasted_ms": round(sum(r.wasted_ms for r in results), 1),
+        "speculation_wasted_cpu_ms": round(sum(r.wasted_cpu_ms for r in results), 1),
     }

@@ -214,6 +214,9 @@ def speculation_summary(results: list[TurnResult]) -> dict[str, float]:
         "hits": float(sum(r.metrics.get("speculative") == 1.0 for r in results)),
         "wasted": float(sum(r.metrics.get("speculations_wasted") or 0 for r in results)),
         "wasted_ms": float(sum(r.metrics.get("speculation_wasted_ms") or 0 for r in results)),
+        "wasted_cpu_ms": float(
+            sum(r.metrics.get("speculation_wasted_cpu_ms") or 0 for r in results)
+        ),
         "turns": float(len(results)),
     }
     for r in results:

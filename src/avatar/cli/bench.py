@@ -268,6 +268,11 @@ def _print_latency(summaries: dict[str, dict[str, dict[str, float]]]) -> None:
             f"hesitation: {h['one_turn']:g} of {h['clips']:g} questions with a 700 ms pause stayed"
             f" one turn ({h['one_turn_pct']:g} %); split: {', '.join(h['split']) or 'none'}"  # type: ignore[arg-type]
         )
+        console.print(
+            f"hesitation speculation: wasted {h.get('speculations_wasted', 0):g},"
+            f" wall {h.get('speculation_wasted_ms', 0):g} ms,"
+            f" CPU {h.get('speculation_wasted_cpu_ms', 0):g} ms"
+        )
     for run_name, summary in summaries.items():
         counts = summary.get("speculation", {}) if run_name != "hesitation" else {}
         if counts:

@@ -4,6 +4,9 @@
 drives a blocking generator there and hands its items to async code through a bounded queue.
 Cancellation (closing the async iterator or cancelling its task) sets a flag that the worker
 checks between items, so a long generation stops at the next token or chunk.
+
+A :class:`CpuMeter` set with :func:`metering` in a task (and the tasks it starts) adds up the CPU
+time the engine threads spend on that task's calls: what a speculative reply cost when dropped.
 """
 
 from __future__ import annotations
@@ -11,14 +14,51 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from typing import Any, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
 
 _DONE = object()
+
+
+class CpuMeter:
+    """CPU seconds (thread CPU time) engine threads spent on calls made under it."""
+
+    def __init__(self) -> None:
+        self._seconds = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def seconds(self) -> float:
+        with self._lock:
+            return self._seconds
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self._seconds += seconds
+
+
+_METER: ContextVar[CpuMeter | None] = ContextVar("avatar_cpu_meter", default=None)
+
+
+def metering(meter: CpuMeter) -> None:
+    """Count engine calls of the current task, and of the tasks it starts from now on."""
+    _METER.set(meter)
+
+
+@contextlib.contextmanager
+def _metered(meter: CpuMeter | None) -> Iterator[None]:
+    start = time.thread_time()
+    try:
+        yield
+    finally:
+        if meter is not None:
+            meter.add(time.thread_time() - start)
 
 
 class Cancelled(Exception):
@@ -60,10 +100,12 @@ class ThreadedEngine:
     async def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """Run ``fn`` on this engine's thread, loading the engine first if needed."""
         loop = asyncio.get_running_loop()
+        meter = _METER.get()
 
         def call() -> T:
-            self.load()
-            return fn(*args, **kwargs)
+            with _metered(meter):
+                self.load()
+                return fn(*args, **kwargs)
 
         return await loop.run_in_executor(self._executor, call)
 
@@ -78,10 +120,21 @@ class ThreadedEngine:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=buffer)
         cancel = threading.Event()
+        meter = _METER.get()
+
+        counted = [0.0]  # the worker thread's CPU time already added to the meter
+
+        def count_cpu() -> None:
+            # before each hand-over, so an item's cost is counted by the time it arrives
+            if meter is not None:
+                now = time.thread_time()
+                meter.add(now - counted[0])
+                counted[0] = now
 
         def put(item: Any) -> None:
             # Blocks the worker while the consumer is slow; gives up only when cancelled. The
             # same future is awaited until it completes, so an item is never delivered twice.
+            count_cpu()
             fut = asyncio.run_coroutine_threadsafe(queue.put(item), loop)
             while True:
                 try:
@@ -93,6 +146,13 @@ class ThreadedEngine:
                         raise Cancelled from None
 
         def produce() -> None:
+            counted[0] = time.thread_time()  # waiting in put() sleeps: no CPU counted
+            try:
+                produce_all()
+            finally:
+                count_cpu()
+
+        def produce_all() -> None:
             try:
                 self.load()
                 for item in make_iter(cancel):

@@ -4,7 +4,9 @@ At the first short pause the session starts the reply on the utterance so far as
 :class:`Generation`, with a :class:`HeldOutput`: its events (transcript, reply text, audio) are
 queued, nothing is sent, and the turn is not stored until the end of turn is confirmed. Then
 :meth:`Speculation.release` sends what was queued, in order, and the reply goes on live. If the
-user goes on speaking, :meth:`Speculation.drop` cancels the generation and counts the waste.
+user goes on speaking, :meth:`Speculation.drop` cancels the generation and counts the waste:
+its clock time, and the CPU time the engine threads spent on it (a :class:`CpuMeter` per held
+reply, read when the turn ends, so work still finishing on an engine thread at the drop counts).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping, MutableMapp
 from dataclasses import dataclass
 from typing import Any
 
+from avatar.engines.executor import CpuMeter, metering
 from avatar.pipeline.clock import Clock
 from avatar.pipeline.generation import Generation
 
@@ -55,13 +58,15 @@ class HeldOutput:
 
 @dataclass(slots=True)
 class SpeculationCounters:
-    """Speculative replies of a session: started, released (hits), dropped (wasted) and the
-    engine time the dropped ones used (clock time from their start to their drop or finish)."""
+    """Speculative replies of a session: started, released (hits), dropped (wasted), the clock
+    time the dropped ones ran (from their start to their drop or finish) and the CPU time engine
+    threads spent on them."""
 
     started: int = 0
     hits: int = 0
     wasted: int = 0
     wasted_ms: float = 0.0
+    wasted_cpu_ms: float = 0.0  # counted when the turn after them ends
 
     def metrics(self) -> dict[str, float]:
         return {
@@ -69,6 +74,7 @@ class SpeculationCounters:
             "speculation_hits": float(self.hits),
             "speculations_wasted": float(self.wasted),
             "speculation_wasted_ms": round(self.wasted_ms, 1),
+            "speculation_wasted_cpu_ms": round(self.wasted_cpu_ms, 1),
         }
 
 
@@ -80,6 +86,8 @@ class Speculation:
         self.counters = SpeculationCounters()  # the session's totals
         self._since_turn = SpeculationCounters()  # waste since the last turn ended
         self._output: HeldOutput | None = None
+        self._meter = CpuMeter()
+        self._dropped: list[CpuMeter] = []  # the held replies dropped since the last turn
         self._started_at = 0.0
         self.text_probability: asyncio.Future[float | None] | None = None
 
@@ -91,11 +99,16 @@ class Speculation:
         self, run: Callable[[int, HeldOutput], Coroutine[Any, Any, None]]
     ) -> asyncio.Future[float | None]:
         """Begin ``run(generation, output)`` held back; the future of its text probability."""
-        output = HeldOutput(held=True)
-        self._output, self._started_at = output, self.clock.now()
+        output, meter = HeldOutput(held=True), CpuMeter()
+        self._output, self._meter, self._started_at = output, meter, self.clock.now()
         self.text_probability = asyncio.get_running_loop().create_future()
         self.counters.started += 1
-        self.replies.begin(lambda generation: run(generation, output))
+
+        async def metered(generation: int) -> None:
+            metering(meter)  # this task's engine calls, and those of the tasks it starts
+            await run(generation, output)
+
+        self.replies.begin(metered)
         return self.text_probability
 
     def heard(self, probability: float | None) -> None:
@@ -127,6 +140,7 @@ class Speculation:
         for counters in (self.counters, self._since_turn):
             counters.wasted += 1
             counters.wasted_ms += cost_ms
+        self._dropped.append(self._meter)
 
     def turn_metrics(self) -> dict[str, float]:
         """For a turn that was not speculated: the waste since the last turn."""
@@ -134,7 +148,11 @@ class Speculation:
 
     def _waste_metrics(self) -> dict[str, float]:
         since, self._since_turn = self._since_turn, SpeculationCounters()
+        dropped, self._dropped = self._dropped, []
+        since.wasted_cpu_ms = sum(meter.seconds for meter in dropped) * 1000
+        self.counters.wasted_cpu_ms += since.wasted_cpu_ms
         return {
             "speculations_wasted": float(since.wasted),
             "speculation_wasted_ms": round(since.wasted_ms, 1),
+            "speculation_wasted_cpu_ms": round(since.wasted_cpu_ms, 1),
         }
