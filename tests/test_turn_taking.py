@@ -266,7 +266,12 @@ async def test_barge_in_then_a_question_with_the_models_on(tmp_path) -> None:
 def test_the_latency_bench_reports_speculation_hits_and_waste() -> None:
     from avatar.bench.latency import TurnResult, speculation_summary
 
-    spoken = {"speculative": 1.0, "speculations_wasted": 2.0, "speculation_wasted_ms": 300.0}
+    spoken = {
+        "speculative": 1.0,
+        "speculations_wasted": 2.0,
+        "speculation_wasted_ms": 300.0,
+        "speculation_wasted_cpu_ms": 120.0,
+    }
     results = [
         TurnResult("a", 700.0, {**spoken, "endpoint_reason": "model_complete"}),
         TurnResult("b", 2100.0, {"speculative": 0.0, "endpoint_reason": "fallback_silence"}),
@@ -275,6 +280,7 @@ def test_the_latency_bench_reports_speculation_hits_and_waste() -> None:
         "hits": 1.0,
         "wasted": 2.0,
         "wasted_ms": 300.0,
+        "wasted_cpu_ms": 120.0,
         "turns": 2.0,
         "ended_by_model_complete": 1.0,
         "ended_by_fallback_silence": 1.0,
