@@ -49,7 +49,14 @@ FRAME_MS = 20
 FRAME_BYTES = 16_000 * 2 * FRAME_MS // 1000
 TOKEN = "peers-benchmark-token-0123456789abcdef"
 LLM_ALIAS = "qwen2.5-0.5b-instruct"
-SYSTEMS = ("avatar-streaming", "avatar-sequential", "pipecat", "pipecat-early-stt")
+SYSTEMS = (
+    "avatar-default",
+    "avatar-streaming",
+    "avatar-sequential",
+    "pipecat",
+    "pipecat-early-stt",
+    "pipecat-smart-turn",
+)
 STAGES = ("endpoint_ms", "stt_done_ms", "llm_first_ms", "tts_first_ms")
 console = Console(stderr=True, width=170)
 
@@ -258,6 +265,12 @@ async def pipecat_turn(ws: Any, clip: Clip, turn: Turn, events: Path, offset: in
 
     turn_end = first("turn_end", marks["start"])
     cut = turn_end["t"] if turn_end else float("inf")
+    verdicts = [
+        r
+        for r in rows
+        if r["t"] <= cut
+        and (r["ev"] == "smart_turn_timeout" or (r["ev"] == "smart_turn" and r["complete"]))
+    ]
     vad_stops = [r for r in rows if r["ev"] == "vad_stop" and r["t"] <= cut]
     texts = [r for r in rows if r["ev"] == "transcript" and r["t"] <= cut]
     llm = first("llm_first_text", cut) if turn_end else None
@@ -273,6 +286,7 @@ async def pipecat_turn(ws: Any, clip: Clip, turn: Turn, events: Path, offset: in
     turn.stages = {
         "endpoint_ms": ms(vad_stops[-1] if vad_stops else None),
         "stt_done_ms": ms(texts[-1] if texts else None),
+        "smart_turn_ms": ms(verdicts[-1] if verdicts else None),
         "turn_end_ms": ms(turn_end),
         "llm_first_ms": ms(llm),
         "tts_first_ms": ms(tts),
@@ -289,6 +303,13 @@ def start_system(
     from avatar.settings import Settings
 
     log = (tmp / f"{name}.log").open("wb")
+    if name == "avatar-default":
+        # As `./run.sh serve` starts it: only the token, the data folder and the port are set;
+        # embedded llama.cpp in process, text end of turn, speculative replies, language detected.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
+        env |= {"AVATAR_API_TOKEN": TOKEN, "AVATAR_DATA_DIR": str(tmp / f"data-{name}")}
+        cmd = [str(ROOT / ".venv" / "bin" / "avatar"), "serve", "--port", str(port)]
+        return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=log)
     if name.startswith("avatar"):
         env = {
             **os.environ,
@@ -307,7 +328,11 @@ def start_system(
         cmd = [str(ROOT / ".venv" / "bin" / "avatar"), "serve", "--port", str(port)]
         return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=log)
     s = Settings()
+    # pipecat: turn end matched to AVATAR's 0.5 s; pipecat-early-stt: Whisper at the 0.2 s VAD
+    # stop, turn end 0.3 s later; pipecat-smart-turn: Whisper at the 0.2 s VAD stop, turn end
+    # when the local smart-turn v3 model says complete (Pipecat's default stop strategy).
     vad_stop, turn_timeout = (0.5, 0.0) if name == "pipecat" else (0.2, 0.3)
+    turn = "smart" if name == "pipecat-smart-turn" else "timeout"
     cmd = [
         str(PIPECAT_PY),
         str(BENCH / "pipecat_bot.py"),
@@ -335,6 +360,8 @@ def start_system(
         str(s.vad.min_speech_ms / 1000),
         "--vad-stop",
         str(vad_stop),
+        "--turn",
+        turn,
         "--turn-timeout",
         str(turn_timeout),
         "--events",
@@ -370,8 +397,9 @@ async def run_system(
         async with websockets.connect(url, max_size=1 << 22, additional_headers=headers) as ws:
             if avatar:
                 await ws.recv()  # session_started
-                await ws.send(json.dumps({"type": "config", "language": "en"}))
-                await ws.recv()  # config
+                if name != "avatar-default":  # as shipped: the language is detected
+                    await ws.send(json.dumps({"type": "config", "language": "en"}))
+                    await ws.recv()  # config
             offset = 0
             warm = [c for c in clips if c.warmup]
             measured = [c for c in clips if not c.warmup]
@@ -429,7 +457,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarize(turns: list[Turn]) -> dict[str, dict[str, float]]:
     series: dict[str, list[float]] = {"v2v_ms": [t.v2v_ms for t in turns if t.v2v_ms is not None]}
-    for key in (*STAGES, "turn_end_ms", "server_v2v_ms"):
+    for key in (*STAGES, "smart_turn_ms", "turn_end_ms", "server_v2v_ms"):
         values = [t.stages[key] for t in turns if t.stages.get(key) is not None]
         if values:
             series[key] = values  # type: ignore[assignment]
@@ -474,13 +502,15 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         "v2v_ms": "client hears audio",
     }
     colors = ["#8ecae6", "#219ebc", "#ffb703", "#fb8500", "#023047"]
+    legend: set[str] = set()  # each stage once, from the first run that has it
     for y, run in enumerate(runs):
         prev = 0.0
         for (key, label), color in zip(labels.items(), colors, strict=True):
             value = run["summary"].get(key, {}).get("p50")
             if value is None:
                 continue
-            bx.barh(y, value - prev, left=prev, color=color, label=label if y == 0 else None)
+            bx.barh(y, value - prev, left=prev, color=color, label=None if key in legend else label)
+            legend.add(key)
             prev = value
     bx.set_yticks(range(len(runs)), names)
     bx.invert_yaxis()
