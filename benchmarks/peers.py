@@ -435,8 +435,17 @@ async def pause_clip(
                     (r["t"] for r in rows if r["ev"] == "llm_first_text" and r["t"] >= latest),
                     None,
                 )
-                reply_done = text_at is not None and any(
-                    r["ev"] == "llm_end" and r["t"] >= text_at for r in rows
+                # Speech after the last turn end is a turn still open (it ends by smart-turn,
+                # its 3 s timeout or Pipecat's 5 s one): wait for it too. Seen at the first
+                # probe (the later ones lag while the LLM and TTS are busy).
+                still_open = any(
+                    r["at"] == "stt" and r["ev"] in ("vad_start", "transcript") and r["t"] > latest
+                    for r in rows
+                )
+                reply_done = (
+                    not still_open
+                    and text_at is not None
+                    and any(r["ev"] == "llm_end" and r["t"] >= text_at for r in rows)
                 )
     finally:
         done.set()
