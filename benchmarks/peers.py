@@ -49,7 +49,14 @@ FRAME_MS = 20
 FRAME_BYTES = 16_000 * 2 * FRAME_MS // 1000
 TOKEN = "peers-benchmark-token-0123456789abcdef"
 LLM_ALIAS = "qwen2.5-0.5b-instruct"
-SYSTEMS = ("avatar-streaming", "avatar-sequential", "pipecat", "pipecat-early-stt")
+SYSTEMS = (
+    "avatar-default",
+    "avatar-streaming",
+    "avatar-sequential",
+    "pipecat",
+    "pipecat-early-stt",
+    "pipecat-smart-turn",
+)
 STAGES = ("endpoint_ms", "stt_done_ms", "llm_first_ms", "tts_first_ms")
 console = Console(stderr=True, width=170)
 
@@ -258,6 +265,12 @@ async def pipecat_turn(ws: Any, clip: Clip, turn: Turn, events: Path, offset: in
 
     turn_end = first("turn_end", marks["start"])
     cut = turn_end["t"] if turn_end else float("inf")
+    verdicts = [
+        r
+        for r in rows
+        if r["t"] <= cut
+        and (r["ev"] == "smart_turn_timeout" or (r["ev"] == "smart_turn" and r["complete"]))
+    ]
     vad_stops = [r for r in rows if r["ev"] == "vad_stop" and r["t"] <= cut]
     texts = [r for r in rows if r["ev"] == "transcript" and r["t"] <= cut]
     llm = first("llm_first_text", cut) if turn_end else None
@@ -273,11 +286,250 @@ async def pipecat_turn(ws: Any, clip: Clip, turn: Turn, events: Path, offset: in
     turn.stages = {
         "endpoint_ms": ms(vad_stops[-1] if vad_stops else None),
         "stt_done_ms": ms(texts[-1] if texts else None),
+        "smart_turn_ms": ms(verdicts[-1] if verdicts else None),
         "turn_end_ms": ms(turn_end),
         "llm_first_ms": ms(llm),
         "tts_first_ms": ms(tts),
     }
     return offset
+
+
+# --- the pause set -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PauseClip:
+    voice: str
+    text: str  # "|" marks the 700 ms pause
+    pcm: bytes  # lead silence, first half, the pause, the rest
+    rest_at_s: float  # where the words after the pause start
+    end_s: float  # end of the rest (end of the question)
+
+
+@dataclass
+class PauseResult:
+    system: str
+    voice: str
+    text: str
+    turns: int = 0  # user turns the system ended (AVATAR: final transcripts)
+    turn_ends_s: list[float] = field(default_factory=list)  # from the clip's start
+    kept_whole: bool = False
+    cut_in: bool = False  # split: a turn ended inside the question (not kept whole)
+    ended_at_pause: bool = False  # a turn ended before the words after the pause began
+    v2v_ms: float | None = None  # end of the question to the first reply audio (kept whole)
+    transcripts: list[str] = field(default_factory=list)
+    reply: str | None = None
+    smart_turn: list[dict[str, Any]] = field(default_factory=list)  # Pipecat's verdicts
+    error: str | None = None
+
+
+def make_pause_clips(limit: int | None, zh_dir: Path | None) -> list[PauseClip]:
+    """The hesitation set of ``avatar bench latency --hesitation`` (avatar.bench.hesitation): each
+    question spoken whole by Piper joe and espeak-ng, cut after its middle word by faster-whisper's
+    word times; then the Mandarin recordings of ``zh_dir``. Built in this process, then unloaded."""
+    from avatar.bench import hesitation as hes
+    from avatar.bench.hesitation_run import LEAD_S
+    from avatar.engines.hub import EngineHub
+    from avatar.settings import load_settings
+
+    wanted = [(v, t, "en") for v in ("piper-joe", "espeak-en") for t in hes.PAUSED_QUESTIONS]
+    wanted += [(name, t, "zh") for name, t in hes.MANDARIN] if zh_dir else []
+    wanted = wanted[:limit] if limit is not None else wanted
+    hub = EngineHub(load_settings())
+    try:
+        whisper = hes.whisper_for_words(hub)
+
+        async def build() -> list[hes.PausedClip]:
+            out = []
+            for voice, text, language in wanted:
+                if language == "zh":
+                    audio = hes.read_wav((zh_dir or Path()) / voice)
+                    out.append(hes.split(whisper, "human-zh", text, audio, "zh"))
+                else:
+                    audio = await hes.speak(hub, voice, text.replace(" |", ""))
+                    out.append(hes.split(whisper, voice, text, audio, "en"))
+            return out
+
+        paused = asyncio.run(build())
+    finally:
+        hub.close()
+    clips = []
+    for c in paused:
+        lead = bytes(int(LEAD_S * hes.RATE) * 2)
+        head = lead + c.first.to_s16le() + bytes(int(hes.PAUSE_S * hes.RATE) * 2)
+        pcm = head + c.rest.to_s16le()
+        clips.append(PauseClip(c.voice, c.text, pcm, len(head) / 32_000, len(pcm) / 32_000))
+    return clips
+
+
+async def pause_clip(
+    ws: Any, clip: PauseClip, result: PauseResult, events: Path | None, offset: int
+) -> int:
+    """Stream ``clip`` in real time (20 ms frames, then silence) and collect what the system did
+    until its reply has played out. AVATAR (``events`` None): JSON events on the socket; a user
+    turn is a final transcript, as in avatar.bench.hesitation_run. Pipecat: binary audio on the
+    socket and the bot's events; a user turn is a UserStoppedSpeakingFrame (deduplicated by id).
+
+    Kept whole: exactly one user turn, ended after the words that follow the pause had started
+    arriving. A (false) cut-in: the question was split, a turn ended inside it: at the pause, or
+    on the first half's transcript with the rest made a second turn."""
+    from avatar.bench.hesitation_run import LEAD_S, TAIL_S
+
+    done, marks = asyncio.Event(), {}
+    pcm_clip = Clip("pause", clip.text, clip.voice, clip.pcm, clip.end_s, False)
+    sender = asyncio.create_task(stream_clip(ws, pcm_clip, done, marks))
+    audio: list[tuple[float, float]] = []  # (time, seconds of reply audio)
+    ends: dict[str, float] = {}
+    rows: list[dict[str, Any]] = []
+    avatar_ends: list[float] = []
+    reply_done = False
+    last_voiced = None
+    start = time.monotonic()
+    try:
+        while True:
+            now = time.monotonic() - start
+            if ends and reply_done:
+                played = (audio[0][0] + sum(d for _, d in audio)) if audio else 0.0
+                quiet = events is None or last_voiced is None or now - last_voiced > 1.5
+                if (
+                    quiet
+                    and now > max(ends.values()) + 0.5
+                    and now > max(played, clip.end_s) + TAIL_S
+                ):
+                    break
+            if not ends and now > clip.end_s + 20:
+                break  # no turn at all: neither kept whole nor cut in
+            if now > clip.end_s + 60:
+                raise RuntimeError("no reply within 60 s")
+            try:
+                data = await asyncio.wait_for(ws.recv(), 0.1)
+            except TimeoutError:
+                data = None
+            t = time.monotonic() - start
+            if events is None and isinstance(data, str):
+                event = json.loads(data)
+                if event["type"] == "transcript" and event.get("final"):
+                    ends[f"final{len(ends)}"] = t
+                    result.transcripts.append(event["text"])
+                elif event["type"] == "turn_end":  # the reply is written (or dropped)
+                    avatar_ends.append(t)
+                    result.reply = event.get("text")
+                elif event["type"] == "audio_response":
+                    audio.append((t, len(event["data"]) * 3 / 8 / event["sample_rate"]))
+                elif event["type"] == "error":
+                    raise RuntimeError(f"{event['code']}: {event['message']}")
+                reply_done = bool(ends) and any(x >= max(ends.values()) for x in avatar_ends)
+            elif events is not None:
+                if isinstance(data, bytes) and data.strip(b"\x00"):
+                    audio.append((t, len(data) / 2 / 22_050))
+                    last_voiced = t
+                new, offset = read_events(events, offset)
+                rows += [r for r in new if r["t"] >= start]
+                for r in rows:  # a turn ended in the lead silence is the previous clip's
+                    if r["ev"] == "turn_end" and r["t"] - start > LEAD_S:
+                        ends.setdefault(str(r["id"]), r["t"] - start)
+                # Replied: the LLM wrote text after the last turn end, then finished (an
+                # interrupted reply also ends with llm_end, so text must come first).
+                latest = start + max(ends.values(), default=float("inf"))
+                text_at = next(
+                    (r["t"] for r in rows if r["ev"] == "llm_first_text" and r["t"] >= latest),
+                    None,
+                )
+                # Speech after the last turn end is a turn still open (it ends by smart-turn,
+                # its 3 s timeout or Pipecat's 5 s one): wait for it too. Seen at the first
+                # probe (the later ones lag while the LLM and TTS are busy).
+                still_open = any(
+                    r["at"] == "stt" and r["ev"] in ("vad_start", "transcript") and r["t"] > latest
+                    for r in rows
+                )
+                reply_done = (
+                    not still_open
+                    and text_at is not None
+                    and any(r["ev"] == "llm_end" and r["t"] >= text_at for r in rows)
+                )
+    finally:
+        done.set()
+        await sender
+    times = sorted(ends.values())
+    result.turns = len(times)
+    result.turn_ends_s = [round(x, 3) for x in times]
+    result.kept_whole = len(times) == 1 and times[0] > clip.rest_at_s
+    result.cut_in = bool(times) and not result.kept_whole
+    result.ended_at_pause = any(x < clip.rest_at_s for x in times)
+    if result.kept_whole and audio:
+        result.v2v_ms = round((audio[0][0] - clip.end_s) * 1000, 1)
+    if events is not None:
+        result.transcripts = [r["text"] for r in rows if r["ev"] == "transcript"]
+        result.reply = "".join(r["text"] for r in rows if r["ev"] in ("llm_first_text", "llm_text"))
+        result.smart_turn = [
+            {k: v for k, v in {**r, "t": round(r["t"] - start, 3)}.items() if k not in ("at",)}
+            for r in rows
+            if r["ev"].startswith("smart_turn")
+        ]
+    return offset
+
+
+async def run_pause_set(
+    name: str,
+    port: int,
+    ws: Any,
+    clips: list[PauseClip],
+    events: Path,
+    offset: int,
+    task: Any,
+    progress: Progress,
+) -> tuple[list[PauseResult], int]:
+    """Every question on its own: AVATAR in a fresh session each (as `avatar bench latency
+    --hesitation`), Pipecat (one client per bot process) on its socket with its context emptied."""
+    results = []
+    for clip in clips:
+        result = PauseResult(name, clip.voice, clip.text)
+        try:
+            if name.startswith("avatar"):
+                async with websockets.connect(
+                    f"ws://127.0.0.1:{port}/ws/chat",
+                    max_size=1 << 22,
+                    additional_headers={"Authorization": f"Bearer {TOKEN}"},
+                ) as avatar_ws:
+                    await avatar_ws.recv()  # session_started
+                    await pause_clip(avatar_ws, clip, result, None, 0)
+            else:
+                await ws.send("reset")
+                offset = await pause_clip(ws, clip, result, events, offset)
+        except Exception as exc:  # a failed clip is reported, not fatal
+            result.error = f"{type(exc).__name__}: {exc}"
+            console.print(f"[red]{name} pause {clip.text!r}: {result.error}")
+        results.append(result)
+        progress.advance(task)
+    return results, offset
+
+
+def summarize_pauses(results: list[PauseResult]) -> dict[str, Any]:
+    by_voice: dict[str, dict[str, int]] = {}
+    for r in results:
+        v = by_voice.setdefault(r.voice, {"clips": 0, "kept_whole": 0, "cut_ins": 0})
+        v["clips"] += 1
+        v["kept_whole"] += r.kept_whole
+        v["cut_ins"] += r.cut_in
+    v2v = [r.v2v_ms for r in results if r.v2v_ms is not None]
+    return {
+        "clips": len(results),
+        "kept_whole": sum(r.kept_whole for r in results),
+        "cut_ins": sum(r.cut_in for r in results),
+        "ended_at_pause": sum(r.ended_at_pause for r in results),
+        "no_turn": sum(r.turns == 0 and r.error is None for r in results),
+        "failed": sum(r.error is not None for r in results),
+        "by_voice": by_voice,
+        "v2v_ms_kept_whole": {
+            "p50": round(statistics.median(v2v), 1),
+            "p95": round(percentile(v2v, 0.95), 1),
+            "n": len(v2v),
+        }
+        if v2v
+        else {},
+        "cut_in_questions": [f"{r.voice}: {r.text}" for r in results if r.cut_in],
+        "per_clip": [asdict(r) for r in results],
+    }
 
 
 # --- the systems ---------------------------------------------------------------------------------
@@ -289,6 +541,13 @@ def start_system(
     from avatar.settings import Settings
 
     log = (tmp / f"{name}.log").open("wb")
+    if name == "avatar-default":
+        # As `./run.sh serve` starts it: only the token, the data folder and the port are set;
+        # embedded llama.cpp in process, text end of turn, speculative replies, language detected.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}
+        env |= {"AVATAR_API_TOKEN": TOKEN, "AVATAR_DATA_DIR": str(tmp / f"data-{name}")}
+        cmd = [str(ROOT / ".venv" / "bin" / "avatar"), "serve", "--port", str(port)]
+        return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=log)
     if name.startswith("avatar"):
         env = {
             **os.environ,
@@ -307,7 +566,11 @@ def start_system(
         cmd = [str(ROOT / ".venv" / "bin" / "avatar"), "serve", "--port", str(port)]
         return subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=log)
     s = Settings()
+    # pipecat: turn end matched to AVATAR's 0.5 s; pipecat-early-stt: Whisper at the 0.2 s VAD
+    # stop, turn end 0.3 s later; pipecat-smart-turn: Whisper at the 0.2 s VAD stop, turn end
+    # when the local smart-turn v3 model says complete (Pipecat's default stop strategy).
     vad_stop, turn_timeout = (0.5, 0.0) if name == "pipecat" else (0.2, 0.3)
+    turn = "smart" if name == "pipecat-smart-turn" else "timeout"
     cmd = [
         str(PIPECAT_PY),
         str(BENCH / "pipecat_bot.py"),
@@ -335,6 +598,8 @@ def start_system(
         str(s.vad.min_speech_ms / 1000),
         "--vad-stop",
         str(vad_stop),
+        "--turn",
+        turn,
         "--turn-timeout",
         str(turn_timeout),
         "--events",
@@ -352,6 +617,7 @@ async def run_system(
     paths: dict[str, Path],
     tmp: Path,
     progress: Progress,
+    pause_clips: list[PauseClip],
 ) -> dict[str, Any]:
     port = free_port()
     events = tmp / f"{name}.events.jsonl"
@@ -360,6 +626,7 @@ async def run_system(
     proc = start_system(name, port, llm_url, paths, events, tmp)
     ps = psutil.Process(proc.pid)
     results: list[Turn] = []
+    pauses: list[PauseResult] = []
     try:
         wait_port(port, proc)
         ready_s = time.monotonic() - t0
@@ -370,8 +637,9 @@ async def run_system(
         async with websockets.connect(url, max_size=1 << 22, additional_headers=headers) as ws:
             if avatar:
                 await ws.recv()  # session_started
-                await ws.send(json.dumps({"type": "config", "language": "en"}))
-                await ws.recv()  # config
+                if name != "avatar-default":  # as shipped: the language is detected
+                    await ws.send(json.dumps({"type": "config", "language": "en"}))
+                    await ws.recv()  # config
             offset = 0
             warm = [c for c in clips if c.warmup]
             measured = [c for c in clips if not c.warmup]
@@ -398,7 +666,12 @@ async def run_system(
                         console.print(f"[red]{name} {clip.file}: {turn.error}")
             total_cpu = cpu_seconds(ps) - cpu_at_start
             total_llm = cpu_seconds(llm_proc) - llm_at_start
-        peak = peak_rss_mb(proc.pid)
+            peak = peak_rss_mb(proc.pid)  # the measured turns only, as before the pause set
+            if pause_clips:
+                pause_task = progress.add_task(f"{name} pause set", total=len(pause_clips))
+                pauses, offset = await run_pause_set(
+                    name, port, ws, pause_clips, events, offset, pause_task, progress
+                )
     finally:
         proc.terminate()
         try:
@@ -417,6 +690,7 @@ async def run_system(
         "failed_turns": len(results) - len(ok),
         "summary": summarize(ok),
         "per_turn": [asdict(t) for t in results],
+        **({"pause_set": summarize_pauses(pauses)} if pause_clips else {}),
     }
 
 
@@ -429,7 +703,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarize(turns: list[Turn]) -> dict[str, dict[str, float]]:
     series: dict[str, list[float]] = {"v2v_ms": [t.v2v_ms for t in turns if t.v2v_ms is not None]}
-    for key in (*STAGES, "turn_end_ms", "server_v2v_ms"):
+    for key in (*STAGES, "smart_turn_ms", "turn_end_ms", "server_v2v_ms"):
         values = [t.stages[key] for t in turns if t.stages.get(key) is not None]
         if values:
             series[key] = values  # type: ignore[assignment]
@@ -474,15 +748,25 @@ def plot(runs: list[dict[str, Any]], path: Path) -> None:
         "v2v_ms": "client hears audio",
     }
     colors = ["#8ecae6", "#219ebc", "#ffb703", "#fb8500", "#023047"]
+    legend: set[str] = set()  # each stage once, from the first run that has it
     for y, run in enumerate(runs):
         prev = 0.0
         for (key, label), color in zip(labels.items(), colors, strict=True):
             value = run["summary"].get(key, {}).get("p50")
             if value is None:
                 continue
-            bx.barh(y, value - prev, left=prev, color=color, label=label if y == 0 else None)
+            bx.barh(y, value - prev, left=prev, color=color, label=None if key in legend else label)
+            legend.add(key)
             prev = value
-    bx.set_yticks(range(len(runs)), names)
+    pauses = [r.get("pause_set") for r in runs]
+    bx.set_yticks(
+        range(len(runs)),
+        [
+            f"{n}\npauses: {p['kept_whole']}/{p['clips']} whole, {p['cut_ins']} cut in" if p else n
+            for n, p in zip(names, pauses, strict=True)
+        ],
+        **({"fontsize": 8} if any(pauses) else {}),
+    )
     bx.invert_yaxis()
     bx.set_xlabel("ms after the end of speech (p50 of each stage boundary)")
     bx.set_title("Where the time goes (medians)")
@@ -540,6 +824,7 @@ async def run_all(
     llm_url: str,
     paths: dict[str, Path],
     tmp: Path,
+    pause_clips: list[PauseClip],
 ) -> list[dict[str, Any]]:
     runs = []
     llm_ps = psutil.Process(llm_pid)
@@ -551,7 +836,11 @@ async def run_all(
         console=console,
     ) as progress:
         for name in systems:
-            runs.append(await run_system(name, clips, turns, llm_ps, llm_url, paths, tmp, progress))
+            runs.append(
+                await run_system(
+                    name, clips, turns, llm_ps, llm_url, paths, tmp, progress, pause_clips
+                )
+            )
     return runs
 
 
@@ -559,6 +848,21 @@ def main() -> None:
     p = argparse.ArgumentParser(description="AVATAR vs Pipecat voice-to-voice benchmark")
     p.add_argument("--turns", type=int, default=20)
     p.add_argument("--systems", default="avatar-streaming,avatar-sequential,pipecat")
+    p.add_argument(
+        "--pause-set",
+        action="store_true",
+        help="also stream the hesitation clips (a 700 ms pause after a middle word) through"
+        " each system and count the questions kept whole and the false cut-ins",
+    )
+    p.add_argument(
+        "--pause-limit", type=int, default=None, help="only the first N pause clips (smoke runs)"
+    )
+    p.add_argument(
+        "--zh-dir",
+        type=Path,
+        default=ROOT.parent / "shared" / "audio" / "zh",
+        help="Mandarin recordings added to the pause set when the folder exists",
+    )
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--plot", type=Path, default=None)
     p.add_argument(
@@ -591,6 +895,18 @@ def main() -> None:
     paths = model_paths()
     tmp = Path(tempfile.mkdtemp(prefix="avatar-peers-"))
     console.print(f"logs in {tmp}")
+    pause_clips: list[PauseClip] = []
+    if args.pause_set:
+        zh_dir = args.zh_dir if args.zh_dir.is_dir() else None
+        with console.status("building the pause set (Piper, espeak-ng, Whisper word times)"):
+            pause_clips = make_pause_clips(args.pause_limit, zh_dir)
+        for n, c in enumerate(pause_clips, start=1):  # the measured inputs, for listening
+            with wave.open(str(tmp / f"pause-{n:02d}.wav"), "wb") as w:
+                w.setnchannels(1)
+                w.setsampwidth(2)
+                w.setframerate(16_000)
+                w.writeframes(c.pcm)
+        console.print(f"pause set: {len(pause_clips)} clips (WAVs in {tmp})")
     llm_port = free_port()
     llm_log = (tmp / "llm_server.log").open("wb")
     llm_cmd = [
@@ -618,16 +934,29 @@ def main() -> None:
         wait_port(llm_port, llm)
         llm_url = f"http://127.0.0.1:{llm_port}/v1"
         httpx.get(f"{llm_url}/models", timeout=30).raise_for_status()
-        runs = asyncio.run(run_all(systems, clips, args.turns, llm.pid, llm_url, paths, tmp))
+        runs = asyncio.run(
+            run_all(systems, clips, args.turns, llm.pid, llm_url, paths, tmp, pause_clips)
+        )
         llm_peak = peak_rss_mb(llm.pid)
     finally:
         llm.terminate()
         llm.wait(15)
     table = Table(title="voice-to-voice (ms) and cost per turn")
-    for col in ("system", "v2v p50", "v2v p95", *STAGES, "CPU s/turn", "LLM CPU s/turn", "peak MB"):
+    pause_cols = ("kept whole", "cut-ins") if pause_clips else ()
+    for col in (
+        "system",
+        "v2v p50",
+        "v2v p95",
+        *STAGES,
+        "CPU s/turn",
+        "LLM CPU s/turn",
+        "peak MB",
+        *pause_cols,
+    ):
         table.add_column(col)
     for r in runs:
         s = r["summary"]
+        ps = r.get("pause_set")
         table.add_row(
             r["system"],
             str(s.get("v2v_ms", {}).get("p50")),
@@ -636,8 +965,17 @@ def main() -> None:
             str(r["cpu_s_per_turn"]),
             str(r["llm_server_cpu_s_per_turn"]),
             str(r["peak_rss_mb"]),
+            *((f"{ps['kept_whole']}/{ps['clips']}", str(ps["cut_ins"])) if ps else ()),
         )
     console.print(table)
+    for r in runs:
+        if ps := r.get("pause_set"):
+            cut = "; ".join(ps["cut_in_questions"]) or "none"
+            console.print(
+                f"{r['system']}: {ps['kept_whole']} of {ps['clips']} paused questions kept whole,"
+                f" {ps['cut_ins']} split by a false cut-in ({ps['ended_at_pause']} ended at the"
+                f" pause itself), no turn {ps['no_turn']}, failed {ps['failed']}; split: {cut}"
+            )
     report = {
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -5,9 +5,13 @@ time on ``ws://127.0.0.1:PORT``; binary frames in are PCM s16le mono 16 kHz, bin
 the reply audio (PCM s16le mono 22,050 Hz, Piper's own rate, so nothing is resampled).
 
 Stock Pipecat services, configured to match AVATAR (see benchmarks/README.md):
-- ``SileroVADAnalyzer`` (Pipecat's bundled silero_vad.onnx, onnxruntime) with AVATAR's threshold,
-  start and stop times; turn end = VAD stop (``SpeechTimeoutUserTurnStopStrategy``, extra timeout
-  given by ``--turn-timeout``);
+- ``SileroVADAnalyzer`` (Pipecat's bundled silero_vad.onnx, onnxruntime) with AVATAR's threshold
+  and start time, stop time given by ``--vad-stop``;
+- turn end: ``--turn timeout`` = VAD stop (``SpeechTimeoutUserTurnStopStrategy``, extra timeout
+  given by ``--turn-timeout``); ``--turn smart`` = Pipecat's own default and the setup of its
+  examples: ``TurnAnalyzerUserTurnStopStrategy`` with the local smart-turn v3 model
+  (``LocalSmartTurnAnalyzerV3``, the ONNX file shipped in the wheel) asked at each VAD stop, the
+  turn ending when it says complete and the transcript is in (or after its 3 s silence timeout);
 - ``WhisperSTTService`` on AVATAR's joined whisper-base folder, int8, 2 threads, English; its
   ``transcribe`` call is given AVATAR's decoding options (greedy, no timestamps) because Pipecat's
   ``run_stt`` leaves faster-whisper's defaults (beam 5, timestamps) and exposes no option for them;
@@ -15,7 +19,11 @@ Stock Pipecat services, configured to match AVATAR (see benchmarks/README.md):
 - ``PiperTTSService`` on AVATAR's packaged piper-joe .onnx (loaded from its folder, no download).
 
 Pass-through probes write one JSON line per pipeline event (monotonic clock, shared with the
-driver on Linux) to ``--events`` so the driver can split the latency into stages.
+driver on Linux) to ``--events`` so the driver can split the latency into stages; smart-turn's
+verdicts are written there too (``smart_turn``: complete or not, its probability, its inference
+time; ``smart_turn_timeout``: its silence timeout ended the turn). A text frame ``reset`` from the
+client empties the conversation (the driver's pause set: every question on its own, as AVATAR's
+are in fresh sessions).
 """
 
 from __future__ import annotations
@@ -30,6 +38,8 @@ from pathlib import Path
 from typing import Any
 
 from loguru import logger
+from pipecat.audio.turn.base_turn_analyzer import EndOfTurnState
+from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
 from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import (
@@ -37,6 +47,7 @@ from pipecat.frames.frames import (
     InputAudioRawFrame,
     LLMFullResponseEndFrame,
     LLMFullResponseStartFrame,
+    LLMMessagesUpdateFrame,
     LLMTextFrame,
     OutputAudioRawFrame,
     TranscriptionFrame,
@@ -63,7 +74,10 @@ from pipecat.transports.websocket.server import (
     SingleClientWebsocketServerParams,
     SingleClientWebsocketServerTransport,
 )
-from pipecat.turns.user_stop import SpeechTimeoutUserTurnStopStrategy
+from pipecat.turns.user_stop import (
+    SpeechTimeoutUserTurnStopStrategy,
+    TurnAnalyzerUserTurnStopStrategy,
+)
 from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
@@ -81,7 +95,43 @@ class RawPcmSerializer(FrameSerializer):
     async def deserialize(self, data: str | bytes) -> Frame | None:
         if isinstance(data, bytes):
             return InputAudioRawFrame(audio=data, sample_rate=IN_RATE, num_channels=1)
+        if data == "reset":  # a new conversation: the user aggregator empties the context
+            return LLMMessagesUpdateFrame(messages=[], run_llm=False)
         return None
+
+
+def emit(sink: Any, at: str, event: str, **extra: Any) -> None:
+    row = {"t": time.monotonic(), "at": at, "ev": event, **extra}
+    sink.write(json.dumps(row) + "\n")
+    sink.flush()
+
+
+class LoggedSmartTurn(LocalSmartTurnAnalyzerV3):
+    """Stock ``LocalSmartTurnAnalyzerV3`` (bundled model, Pipecat's defaults); writes each
+    verdict to the events file."""
+
+    def __init__(self, *, sink: Any, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._sink = sink
+
+    def append_audio(self, buffer: bytes, is_speech: bool) -> EndOfTurnState:
+        state = super().append_audio(buffer, is_speech)
+        if state == EndOfTurnState.COMPLETE:  # its silence timeout (stop_secs), no inference
+            emit(self._sink, "smart-turn", "smart_turn_timeout")
+        return state
+
+    async def analyze_end_of_turn(self) -> tuple[EndOfTurnState, Any]:
+        state, metrics = await super().analyze_end_of_turn()
+        if metrics is not None:  # None: nothing buffered (e.g. just after a timeout)
+            emit(
+                self._sink,
+                "smart-turn",
+                "smart_turn",
+                complete=state == EndOfTurnState.COMPLETE,
+                probability=round(metrics.probability, 4),
+                inference_ms=round(metrics.e2e_processing_time_ms, 1),
+            )
+        return state, metrics
 
 
 class Probe(FrameProcessor):
@@ -96,9 +146,7 @@ class Probe(FrameProcessor):
         self._tts_armed = False
 
     def _emit(self, event: str, **extra: Any) -> None:
-        row = {"t": time.monotonic(), "at": self._label, "ev": event, **extra}
-        self._sink.write(json.dumps(row) + "\n")
-        self._sink.flush()
+        emit(self._sink, self._label, event, **extra)
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
@@ -114,7 +162,10 @@ class Probe(FrameProcessor):
                 self._emit("transcript", text=frame.text)
             elif isinstance(frame, UserStoppedSpeakingFrame):
                 self._seen.add(frame.id)
-                self._emit("turn_end")
+                # One turn end is seen by several probes, and a broadcast frame has a sibling
+                # going the other way: the driver counts turns by the pair's smaller id.
+                sibling = getattr(frame, "broadcast_sibling_id", None)
+                self._emit("turn_end", id=min(frame.id, sibling or frame.id))
             elif isinstance(frame, LLMFullResponseStartFrame):
                 self._llm_armed = True
             elif isinstance(frame, LLMTextFrame):
@@ -204,14 +255,16 @@ def build(args: argparse.Namespace, sink: Any) -> tuple[PipelineWorker, Any]:
             min_volume=0.0,
         )
     )
+    if args.turn == "smart":
+        stop = [TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LoggedSmartTurn(sink=sink))]
+    else:
+        stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=args.turn_timeout)]
     context = LLMContext()
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
             vad_analyzer=vad,
-            user_turn_strategies=UserTurnStrategies(
-                stop=[SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=args.turn_timeout)]
-            ),
+            user_turn_strategies=UserTurnStrategies(stop=stop),
         ),
     )
     pipeline = Pipeline(
@@ -252,7 +305,13 @@ def main() -> None:
     p.add_argument("--vad-threshold", type=float, default=0.5)
     p.add_argument("--vad-start", type=float, default=0.25)
     p.add_argument("--vad-stop", type=float, default=0.5)
-    p.add_argument("--turn-timeout", type=float, default=0.0)
+    p.add_argument(
+        "--turn",
+        choices=("timeout", "smart"),
+        default="timeout",
+        help="turn end: VAD stop + --turn-timeout, or the local smart-turn v3 analyzer",
+    )
+    p.add_argument("--turn-timeout", type=float, default=0.0, help="with --turn timeout")
     p.add_argument("--events", required=True, help="JSON-lines file for stage timestamps")
     p.add_argument("--log-level", default="WARNING")
     args = p.parse_args()
