@@ -38,6 +38,7 @@ def test_dropped_turns_are_closed_over_and_the_rest_moves_back() -> None:
     wanted = tokens(system, kept, [7, 7, 7])  # the oldest turn trimmed, new words at the end
     placed = plan(source, wanted)
     assert placed == Placement(prefix=20, gap_end=70, moved=200)
+    assert plan(source, wanted, gaps=False) == Placement(20)  # a model that cannot shift
     assert placed.reused == 220
     assert np.array_equal(source[placed.gap_end : placed.gap_end + placed.moved], wanted[20:220])
 

@@ -41,10 +41,11 @@ class Placement:
         return self.prefix + self.moved
 
 
-def plan(source: np.ndarray, tokens: np.ndarray) -> Placement:
-    """The most of ``tokens`` that ``source`` (tokens in a KV cache) holds, with one gap closed."""
+def plan(source: np.ndarray, tokens: np.ndarray, *, gaps: bool = True) -> Placement:
+    """The most of ``tokens`` that ``source`` (tokens in a KV cache) holds, with one gap closed
+    (``gaps``: the model's positions can be shifted)."""
     prefix = _common_prefix(source, tokens)
-    if prefix >= min(len(source), len(tokens)):
+    if not gaps or prefix >= min(len(source), len(tokens)):
         return Placement(prefix)
     best = Placement(prefix)
     after = tokens[prefix:]
@@ -62,24 +63,31 @@ def place(llama: llama_cpp.Llama, tokens: Sequence[int]) -> int:
     The caller evaluates ``tokens[returned:]`` (llama-cpp-python's own prefix match does, too).
     """
     wanted = np.asarray(tokens, dtype=np.intc)
+    memory = llama_cpp.llama_get_memory(llama._ctx.ctx)  # noqa: SLF001 - no public accessor
+    gaps = bool(llama_cpp.llama_memory_can_shift(memory))  # False for e.g. recurrent models
     current = np.asarray(llama.input_ids[: llama.n_tokens], dtype=np.intc)
-    best, state = plan(current, wanted), None
+    best, state = plan(current, wanted, gaps=gaps), None
     cache = llama.cache
-    if cache is not None:
+    # Nothing stored can beat a KV cache that already holds it all (a reply right after the
+    # end-of-turn pass over the same words).
+    if cache is not None and best.reused < len(wanted):
         for stored in list(cache.cache_state.values()):
-            candidate = plan(np.asarray(stored.input_ids[: stored.n_tokens], np.intc), wanted)
+            source = np.asarray(stored.input_ids[: stored.n_tokens], np.intc)
+            candidate = plan(source, wanted, gaps=gaps)
             if candidate.reused > best.reused:
                 best, state = candidate, stored
     if state is not None:
         llama.load_state(state)
-    memory = llama_cpp.llama_get_memory(llama._ctx.ctx)  # noqa: SLF001 - no public accessor
     if best.moved:
         end = best.gap_end + best.moved
-        llama_cpp.llama_memory_seq_rm(memory, -1, end, -1)  # what followed the reused part
-        llama_cpp.llama_memory_seq_rm(memory, -1, best.prefix, best.gap_end)  # the dropped turns
+        removed = llama_cpp.llama_memory_seq_rm(memory, -1, end, -1)  # after the reused part
+        removed &= llama_cpp.llama_memory_seq_rm(memory, -1, best.prefix, best.gap_end)  # the gap
         llama_cpp.llama_memory_seq_add(memory, 0, best.gap_end, end, best.prefix - best.gap_end)
     else:
-        llama_cpp.llama_memory_seq_rm(memory, -1, best.prefix, -1)
+        removed = llama_cpp.llama_memory_seq_rm(memory, -1, best.prefix, -1)
+    if not removed:  # the cache could not drop a part of the sequence: read it all again
+        llama_cpp.llama_memory_clear(memory, True)
+        best = Placement(0)
     reused = best.reused
     llama.input_ids[:reused] = wanted[:reused]
     llama.n_tokens = reused

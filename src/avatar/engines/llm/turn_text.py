@@ -32,7 +32,7 @@ from avatar.engines.llm.kv_reuse import place
 
 # A token that ends a sentence: its punctuation, then only spaces, newlines or closing quotes.
 # An ellipsis ("What is the...") is a sentence trailing off, not ending.
-_SENTENCE_END = re.compile(r"^\s*[.?!。？！]+[\s\"'”’)\]」』]*$")
+_SENTENCE_END = re.compile(r"^\s*(?!\.\.)[.?!。？！]+[\s\"'”’)\]」』]*$")
 _FINAL_PUNCTUATION = re.compile(r"[\s.?!。？！…,，、;；:：]+$")
 
 
@@ -90,7 +90,6 @@ class TurnPrompter:
                     token
                     for token in range(llama.n_vocab())
                     if _SENTENCE_END.match(_decoded(llama, token))
-                    and not _decoded(llama, token).lstrip().startswith(("..", "…"))
                 ],
                 dtype=np.intc,
             )
