@@ -110,6 +110,13 @@ def login_guard(request: Request) -> LoginGuard:
 Guard = Annotated[LoginGuard, Depends(login_guard)]
 
 
+async def _unthrottled_client(request: Request, guard: LoginGuard) -> str:
+    """The address signing in; refused (429) while it is throttled for failed attempts."""
+    client = request.client.host if request.client else "unknown"
+    await guard.check_throttle(client)
+    return client
+
+
 @router.post(LOGIN_PATH, include_in_schema=False)
 async def login(
     request: Request,
@@ -118,8 +125,7 @@ async def login(
     token: Annotated[str, Form()] = "",
 ) -> Response:
     """Exchange the token (a form field: never in a URL or a log) for an HttpOnly cookie."""
-    client = request.client.host if request.client else "unknown"
-    await guard.check_throttle(client)
+    client = await _unthrottled_client(request, guard)
     if not token_matches(state, token):
         await guard.failed(client)
         return _failed(request)
@@ -134,8 +140,7 @@ async def login_link(
     code: Annotated[str, Query()] = "",
 ) -> Response:
     """The one-click link ``avatar serve`` prints: its code works once."""
-    client = request.client.host if request.client else "unknown"
-    await guard.check_throttle(client)
+    client = await _unthrottled_client(request, guard)
     if not code or not guard.redeem(code):
         await guard.failed(client)
         return _failed(request)
