@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as `avatar` sets it (see cli/main.py)
+from avatar.system.openmp import OPENMP_ENV
+
+os.environ.update({**OPENMP_ENV, **os.environ})  # as `avatar` does, before any engine loads
 import asyncio
 import functools
 import socket

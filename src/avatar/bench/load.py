@@ -28,6 +28,7 @@ import numpy as np
 import psutil
 
 from avatar.bench.latency import Clip, one_turn, percentile
+from avatar.system.openmp import OPENMP_ENV
 from avatar.testing.processes import closed_port, stop, wait_until_answering
 
 TOKEN = "load-token-0123456789abcdef"
@@ -316,7 +317,7 @@ def spawned_server(
     port = closed_port()
     command = [sys.executable, "-m", "avatar.bench.load", "serve", str(port), str(data_dir)]
     command += [str(sessions), "fake" if fake_engines else "real", str(rate_limits).lower()]
-    server_env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE", **(env or {})}
+    server_env = {**os.environ, **OPENMP_ENV, **(env or {})}
     if model_cache is not None:
         server_env["AVATAR_MODELS__CACHE_DIR"] = str(model_cache)
     data_dir.mkdir(parents=True, exist_ok=True)

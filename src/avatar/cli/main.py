@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 
-# llama.cpp's OpenMP threads spin while waiting; on a small CPU shared with Whisper and Piper
-# that spinning starves them (measured 5.1 vs 14.5 tok/s for Qwen under load). Set before any
-# engine library loads.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from avatar.system.openmp import configure_openmp
+
+configure_openmp()  # before any engine library loads (see avatar.system.openmp)
 
 import typer  # noqa: E402
 

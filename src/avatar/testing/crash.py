@@ -40,6 +40,7 @@ from avatar.services import speech
 from avatar.services.integrity import check_integrity, repair
 from avatar.storage import AudioStore, Database
 from avatar.storage.tables import ConversationRow, TurnRow, VoiceProfileRow
+from avatar.system.openmp import OPENMP_ENV
 from avatar.testing.processes import closed_port
 
 TOKEN = "crash-token-0123456789abcdef"
@@ -144,7 +145,7 @@ def server_env(data_dir: Path, llm_url: str, extra: dict[str, str] | None = None
         AVATAR_LLM__BASE_URL=llm_url,
         AVATAR_LLM__MODEL="fake-model",
         AVATAR_LOG_LEVEL="warning",
-        OMP_WAIT_POLICY="PASSIVE",
+        **OPENMP_ENV,
     )
     env.update(extra or {})
     return env
