@@ -69,12 +69,51 @@ async def test_a_complete_question_ends_at_the_short_silence(tmp_path) -> None:
         m = end.metrics
         assert m["endpoint_reason"] == "model_complete"
         assert m["end_of_turn_probability"] == pytest.approx(0.9)
-        # 200 ms of silence, then STT (100 ms) and the text model; the acoustic one runs beside
-        assert h.time_of(stopped) - speech_end == pytest.approx(0.2 + 0.1, abs=0.07)
-        assert m["endpointing_ms"] == pytest.approx(300, abs=70)
+        # STT (100 ms) and the models began at the third silent frame (96 ms of silence, sent
+        # at 64 ms), so their answer was in when the silence reached 200 ms (the 7th frame)
+        assert h.time_of(stopped) - speech_end == pytest.approx(6 * FRAME_S, abs=0.001)
+        assert m["endpointing_ms"] == pytest.approx(200, abs=32)  # one frame's granularity
         assert end.text == ANSWER and not end.interrupted
         assert h.hub.turn.heard[0].duration_s > 1.6  # type: ignore[union-attr]  # the audio so far
         assert h.hub.llm.asked == [QUESTION]  # type: ignore[attr-defined]
+
+
+async def test_the_work_starts_before_the_turn_may_end(tmp_path) -> None:
+    # a slow transcript (300 ms) from the third silent frame: the decision lands when it is in
+    async with harness(tmp_path, stt_delay_s=0.3) as h:
+        await h.speak(1.6)
+        speech_end = h.clock.now()
+        await h.silence(2.0)
+        stopped = h.of(SpeechStopped)[0]
+        assert h.time_of(stopped) - speech_end == pytest.approx(2 * FRAME_S + 0.3, abs=0.035)
+        # the transcribed audio ends 96 ms into the silence: nothing of the pause was waited for
+        speech_and_silence_s = h.hub.stt.heard[0].duration_s  # type: ignore[attr-defined]
+        assert speech_and_silence_s < h.session.listener.endpointer.config.pre_roll_ms / 1000 + 1.8
+
+
+async def test_starting_at_the_full_silence_is_a_setting(tmp_path) -> None:
+    async with harness(tmp_path, stt_delay_s=0.3, start_silence_ms=200) as h:
+        await h.speak(1.6)
+        speech_end = h.clock.now()
+        await h.silence(2.0)
+        stopped = h.of(SpeechStopped)[0]
+        assert h.time_of(stopped) - speech_end == pytest.approx(6 * FRAME_S + 0.3, abs=0.035)
+
+
+async def test_a_pause_shorter_than_the_minimum_never_ends_the_turn(tmp_path) -> None:
+    # the models answer "complete" within 150 ms, but the user goes on before 200 ms of silence
+    async with harness(tmp_path, stt_delay_s=0.01) as h:
+        await h.speak(1.0)
+        await h.silence(5 * FRAME_S)  # 160 ms: past the start of the work, short of 200 ms
+        assert h.session.speculation.holding and not h.of(SpeechStopped)
+        resumed = h.clock.now()
+        await h.speak(0.8)
+        assert not h.session.speculation.holding  # dropped: the user went on
+        await h.silence(1.0)
+        end = await h.until(TurnEnd)
+        assert output_before(h, resumed) == [] and len(h.of(TurnEnd)) == 1
+        assert end.metrics["speculations_wasted"] == 1.0
+        assert h.hub.stt.heard[1].duration_s > 1.0 + 0.16 + 0.8  # type: ignore[attr-defined]
 
 
 async def test_an_unfinished_sentence_waits_for_the_fallback_silence(tmp_path) -> None:

@@ -85,7 +85,16 @@ class TurnSettings(BaseModel):
         True, description="Also ask the chat model how likely its end-of-turn token is next."
     )
     min_silence_ms: int = Field(
-        200, ge=0, description="Silence before the end-of-turn models are asked."
+        200, ge=0, description="Silence before the end-of-turn models may end the turn."
+    )
+    # The transcript and the model's reading of it take ~250 ms on two cores: begun at the
+    # third silent frame, they are mostly done by the time the 200 ms are, and a person who
+    # goes on speaking only costs work the idle CPU did meanwhile (docs/BENCHMARKS.md, round 5).
+    start_silence_ms: int = Field(
+        96,
+        ge=0,
+        description="Silence at which the held reply starts and the models are asked (capped"
+        " at min_silence_ms); their answer ends the turn no sooner than min_silence_ms.",
     )
     # Chosen on the hesitation set (docs/BENCHMARKS.md, "End of turn"): on our synthetic
     # voices smart-turn judged most first halves complete, so by default only the text decides:

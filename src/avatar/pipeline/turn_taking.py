@@ -1,12 +1,14 @@
 """Turn-taking: the user's turn ends by a decision at each pause, not by one silence timer.
 
 Per frame, :meth:`TurnTaking.observe` says when the endpointer has just reached a short pause
-(``turn.min_silence_ms`` of trailing silence: ask the end-of-turn models, start a held reply) or
-when the user went on after one (drop it). :meth:`TurnTaking.judge` asks the acoustic model on
-the audio so far and takes the text probability from the held reply's transcript;
-:class:`EndOfTurnPolicy` decides. The endpointer's own hangover is the fallback silence (the
-plain VAD hangover when no model is on), so an unfinished sentence ends there at the latest. A
-watchdog ends an utterance whose client stopped sending audio after ``turn.starvation_ms``.
+(``turn.start_silence_ms`` of trailing silence: start a held reply, ask the end-of-turn models)
+or when the user went on after one (drop it). :meth:`TurnTaking.judge` asks the acoustic model
+on the audio so far and takes the text probability from the held reply's transcript;
+:class:`EndOfTurnPolicy` decides once the silence has lasted ``turn.min_silence_ms``: the work
+starts before the turn may end, so the transcript and the model's reading are mostly done then.
+The endpointer's own hangover is the fallback silence (the plain VAD hangover when no model is
+on), so an unfinished sentence ends there at the latest. A watchdog ends an utterance whose
+client stopped sending audio after ``turn.starvation_ms``.
 """
 
 from __future__ import annotations
@@ -71,9 +73,11 @@ class TurnTaking:
         has_text = turn.use_text and hasattr(llm, "end_of_turn_probability")
         self._text_model = llm if has_text else None
         self.speculate, self.clock = turn.speculate, clock
+        self.start_silence_ms = min(turn.start_silence_ms, turn.min_silence_ms)
         self.forced: EndpointReason | None = None  # the rule that ended it, when not a timer
         self.probability: float | None = None  # the last fused end-of-turn probability
         self._paused = False
+        self._may_end = asyncio.Event()  # the pause's silence is long enough to end the turn
         self._last_audio = clock.now()
         self._receiving = 0  # audio being processed now
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -99,11 +103,16 @@ class TurnTaking:
             self._paused = False
             self._cancel("judge")
             return Pause.RESUMED
-        ready = self.policy.ready_to_ask(endpointer.silence_ms)
-        if endpointer.state is EndpointState.TRAILING_SILENCE and not self._paused and ready:
+        if endpointer.state is not EndpointState.TRAILING_SILENCE:
+            return None
+        silence_ms = endpointer.silence_ms
+        reached = not self._paused and silence_ms >= self.start_silence_ms
+        if reached:
             self._paused = self.asks_at_pauses
-            return Pause.REACHED if self._paused else None
-        return None
+            self._may_end = asyncio.Event()
+        if self._paused and self.policy.ready_to_ask(silence_ms):
+            self._may_end.set()
+        return Pause.REACHED if reached and self._paused else None
 
     def ended(self, end: SpeechEnd) -> Ending:
         """The utterance ``end`` closed ended: how, and forget its pause, watchdog, judgement."""
@@ -127,7 +136,8 @@ class TurnTaking:
         on_end: OnEnd,
     ) -> None:
         """Ask the models about the pause just reached; ``on_end`` if the policy ends the turn."""
-        self._start("judge", self._judge(audio, text_probability, endpointer, on_end))
+        work = self._judge(audio, text_probability, endpointer, on_end, self._may_end)
+        self._start("judge", work)
 
     async def _judge(
         self,
@@ -135,8 +145,10 @@ class TurnTaking:
         text_probability: Awaitable[float | None],
         endpointer: Endpointer,
         on_end: OnEnd,
+        may_end: asyncio.Event,
     ) -> None:
         acoustic, text = await asyncio.gather(self._acoustic(audio), text_probability)
+        await may_end.wait()  # an answer before ``min_silence_ms`` waits for it (or is cancelled)
         evidence = TurnEvidence(
             silence_ms=endpointer.silence_ms,
             speech_ms=endpointer.speech_ms,
