@@ -127,3 +127,17 @@ async def test_a_trimmed_history_is_found_in_the_prompt_cache_after_another_sess
     answer = "".join([d async for d in chat.stream_chat(trimmed, GREEDY)])
     assert read() < 80 + GREEDY.max_tokens
     assert "7" in answer or "seven" in answer.lower()
+
+
+async def test_reading_ahead_leaves_only_the_next_words_to_read(chat: LlamaCppChat) -> None:
+    conversation = [*history(range(20, 22)), ChatMessage("user", "Thanks.")]
+    reply = "".join([d async for d in chat.stream_chat(conversation, GREEDY)])
+    stored = [*conversation, ChatMessage("assistant", reply)]
+    assert 0 < await chat.read_ahead(stored) < 12  # the reply's end and the next user header
+    assert await chat.read_ahead(stored) == 0  # already there
+    words = "What is the capital of France"
+    llama = chat._model()
+    read = counting_evals(chat)
+    probability = await chat.end_of_turn_probability([*stored, ChatMessage("user", words)])
+    assert probability is not None and 0.0 <= probability <= 1.0
+    assert read() <= len(llama.tokenize(words.encode(), add_bos=False)) + 1  # the words only

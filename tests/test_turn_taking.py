@@ -78,6 +78,19 @@ async def test_a_complete_question_ends_at_the_short_silence(tmp_path) -> None:
         assert h.hub.llm.asked == [QUESTION]  # type: ignore[attr-defined]
 
 
+async def test_after_a_turn_the_chat_model_reads_the_conversation_ahead(tmp_path) -> None:
+    async with harness(tmp_path) as h:
+        await h.speak(1.2)
+        await h.silence(1.0)
+        await h.until(TurnEnd)
+        await h.wait(0.5)
+        (conversation,) = h.hub.llm.read_ahead_of  # type: ignore[attr-defined]
+        assert [(m.role, m.content) for m in conversation[1:]] == [
+            ("user", QUESTION),
+            ("assistant", ANSWER),
+        ]  # the stored turn, so the next pass reads only the next words
+
+
 async def test_the_work_starts_before_the_turn_may_end(tmp_path) -> None:
     # a slow transcript (300 ms) from the third silent frame: the decision lands when it is in
     async with harness(tmp_path, stt_delay_s=0.3) as h:

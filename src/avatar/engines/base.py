@@ -189,6 +189,13 @@ async def text_end_of_turn(llm: object, messages: Sequence[ChatMessage]) -> floa
     return None if method is None else await method(messages)
 
 
+async def read_ahead(llm: object, messages: Sequence[ChatMessage]) -> None:
+    """Let a local chat model read ``messages`` up to the next user's words now, if it can."""
+    method = getattr(llm, "read_ahead", None)
+    if method is not None:
+        await method(messages)
+
+
 # --- end of turn ----------------------------------------------------------------------------
 
 

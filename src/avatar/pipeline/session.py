@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import VoiceActivityDetector
+from avatar.engines.base import VoiceActivityDetector, read_ahead
 from avatar.engines.hub import EngineHub
 from avatar.pipeline.clock import MONOTONIC, Clock
 from avatar.pipeline.config import ConfigChange, SessionConfig
@@ -336,6 +336,7 @@ class VoiceSession:
             await output.wait()  # a held reply is stored only once the turn is confirmed
             turn.state = TurnState.GENERATED  # from here on the turn is stored, never cancelled
             await self.finisher.finish(turn)
+            await self._read_ahead()
         except asyncio.CancelledError:
             raise
         except Exception as raised:
@@ -343,6 +344,14 @@ class VoiceSession:
             await self.finisher.failed(turn, raised)
         finally:
             self.speculation.heard(None)  # a held reply that heard no words: no text signal
+
+    async def _read_ahead(self) -> None:
+        """While the reply plays, the chat model reads the conversation up to the next words,
+        so the next end-of-turn pass and reply read only those (~40 % of the pass's tokens)."""
+        try:
+            await read_ahead(self.hub.llm, self.context.messages())
+        except Exception:
+            log.warning("the chat model could not read ahead", exc_info=True)
 
     async def _held_transcript(self, text: str | None, output: HeldOutput) -> None:
         """Tell the end-of-turn judge what the words say; without speculation, wait there."""

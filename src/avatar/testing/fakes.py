@@ -73,16 +73,22 @@ class ScriptedChat(_Loaded):
 
 class ScriptedTurnChat(ScriptedChat):
     """A :class:`ScriptedChat` that also gives the text end-of-turn probability: one value per
-    call in turn (the last repeats); ``asked`` keeps the user's words of every call."""
+    call in turn (the last repeats); ``asked`` keeps the user's words of every call, and
+    ``read_ahead_of`` the conversations it was asked to read ahead."""
 
     def __init__(self, reply: str, end_of_turn: float | Sequence[float], **timing: float) -> None:
         super().__init__(reply, **timing)  # type: ignore[arg-type]
         self.script = [end_of_turn] if isinstance(end_of_turn, float) else list(end_of_turn)
         self.asked: list[str] = []
+        self.read_ahead_of: list[list[ChatMessage]] = []
 
     async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
         self.asked.append(messages[-1].content)
         return self.script[min(len(self.asked), len(self.script)) - 1]
+
+    async def read_ahead(self, messages: Sequence[ChatMessage]) -> int:
+        self.read_ahead_of.append(list(messages))
+        return 0
 
 
 class ScriptedTurn(_Loaded):

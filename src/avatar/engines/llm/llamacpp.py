@@ -27,7 +27,7 @@ import llama_cpp
 from avatar.engines.base import ChatMessage, GenerationOptions, LlmCapabilities
 from avatar.engines.executor import ThreadedEngine
 from avatar.engines.llm.kv_reuse import place
-from avatar.engines.llm.turn_text import TurnPrompter, end_probability
+from avatar.engines.llm.turn_text import TurnPrompter, end_probability, read_ahead
 from avatar.errors import EngineFailed, ModelError
 from avatar.system.cuda import is_cuda_oom, oom_guard
 
@@ -239,6 +239,13 @@ class LlamaCppChat(ThreadedEngine):
         payload = [{"role": m.role, "content": m.content} for m in messages]
         return await self.run(self._end_of_turn, payload)
 
+    async def read_ahead(self, messages: Sequence[ChatMessage]) -> int:
+        """Read the conversation up to the next user message's words into the KV cache now,
+        while the machine is idle (the reply is playing): the end-of-turn pass and the reply
+        then read only the words. Returns the number of tokens read."""
+        payload = [{"role": m.role, "content": m.content} for m in messages]
+        return await self.run(self._read_ahead, payload)
+
     # --- engine thread ------------------------------------------------------------------------
 
     def _prompter(self, llama: llama_cpp.Llama) -> TurnPrompter:
@@ -253,6 +260,16 @@ class LlamaCppChat(ThreadedEngine):
             return None
         try:
             return end_probability(llama, prompt)
+        except (ValueError, RuntimeError) as exc:  # llama_decode failures
+            raise _generation_error(exc) from exc
+
+    def _read_ahead(self, messages: list[dict[str, str]]) -> int:
+        llama = self._model()
+        tokens = self._prompter(llama).next_user(messages)
+        if tokens is None or len(tokens) >= llama.n_ctx():
+            return 0
+        try:
+            return read_ahead(llama, tokens)
         except (ValueError, RuntimeError) as exc:  # llama_decode failures
             raise _generation_error(exc) from exc
 

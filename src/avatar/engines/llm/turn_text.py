@@ -34,6 +34,7 @@ from avatar.engines.llm.kv_reuse import place
 # An ellipsis ("What is the...") is a sentence trailing off, not ending.
 _SENTENCE_END = re.compile(r"^\s*(?!\.\.)[.?!。？！]+[\s\"'”’)\]」』]*$")
 _FINAL_PUNCTUATION = re.compile(r"[\s.?!。？！…,，、;；:：]+$")
+_MARK = "\ue000"  # a private-use character no message contains: where the user's words go
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,6 +82,16 @@ class TurnPrompter:
         ends = np.union1d(self.sentence_ends(), [tail[0]])
         return TurnPrompt(self._tokenize(rendered.prompt[:cut]), ends)
 
+    def next_user(self, messages: Sequence[dict[str, str]]) -> list[int] | None:
+        """The prompt after ``messages`` up to where a next user message's words begin (the
+        template's end of the last message and its user header); None without a template."""
+        if self._formatter is None or not messages:
+            return None
+        history: list[Any] = [*messages, {"role": "user", "content": _MARK}]
+        rendered = self._formatter(messages=history).prompt
+        start = rendered.rfind(_MARK)
+        return self._tokenize(rendered[:start]) if start > 0 else None
+
     def sentence_ends(self) -> np.ndarray:
         """The vocabulary's sentence-ending tokens (one pass over it, ~0.4 s, then kept)."""
         if self._sentence_ends is None:
@@ -111,6 +122,15 @@ def end_probability(llama: llama_cpp.Llama, prompt: TurnPrompt) -> float:
     logits -= logits.max()
     weights = np.exp(logits)
     return float(weights[prompt.end_tokens].sum() / weights.sum())
+
+
+def read_ahead(llama: llama_cpp.Llama, tokens: Sequence[int]) -> int:
+    """Read ``tokens`` into the KV cache now (what it does not hold yet); the number read."""
+    start = place(llama, tokens)
+    if start < len(tokens):
+        llama.n_tokens = start
+        llama.eval(tokens[start:])
+    return len(tokens) - start
 
 
 def _decoded(llama: llama_cpp.Llama, token: int) -> str:
