@@ -87,6 +87,23 @@ def test_ordinary_text_is_not_a_loop(text: str) -> None:
     assert not wt.loops(text.split())
 
 
+def test_only_text_that_begins_in_the_padding_is_past_the_end() -> None:
+    from types import SimpleNamespace
+
+    options = SimpleNamespace(
+        compression_ratio_threshold=2.4, log_prob_threshold=-1.0, no_speech_threshold=0.6
+    )
+    decoded = (SimpleNamespace(no_speech_prob=0.01), -0.2, 0.0, 1.1)
+    keys: list[object] = ["ever", "tried", "."]
+    # a segment that begins with the speech but is closed 0.53 s into the padding
+    late_close = [-1.31, 0.53]
+    assert wt.guard(keys, late_close, 99, decoded, options, starts=[-1.31]) is None
+    # a second segment that begins 0.4 s into the padding: words where nobody spoke
+    assert wt.guard(keys, [*late_close, 0.4, 0.9], 99, decoded, options, starts=[-1.31, 0.4]) == (
+        "past_end"
+    )
+
+
 def test_token_budget_grows_with_duration() -> None:
     assert wt.token_budget(1.0) < wt.token_budget(3.0) < wt.token_budget(10.0)
     assert wt.token_budget(3.0) >= 3 * 8  # a fast Mandarin speaker fits

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,11 @@ MAX_FRAMES = 3000  # Whisper's window; longer audio takes the padded path
 BUDGET_BASE, BUDGET_PER_S = 10, 12.0
 # Below this, the language read off a short trimmed window is a guess: let the padded pass decide.
 MIN_LANGUAGE_P = 0.6
-PAST_END_S = 0.5  # a timestamp this far into the padding: text where no speech was
+# Text that begins this far past the end of the audio lies in the padding, where no speech was.
+# Only where text begins counts: Whisper often closes a segment late, well into the padding, and
+# such a decode is as good as the padded one (Beckett's 1.31 s "Ever tried." was sent back for its
+# closing timestamp, and the padded decode said the same words; docs/BENCHMARKS.md, round 5).
+PAST_END_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,19 +128,24 @@ def token_keys(tokenizer: Any, tokens: list[int]) -> list[object]:
 
 
 def guard(
-    keys: list[object], ends: list[float], budget: int, decoded: tuple[Any, ...], options: Any
+    keys: list[object],
+    ends: list[float],
+    budget: int,
+    decoded: tuple[Any, ...],
+    options: Any,
+    starts: Sequence[float] = (),
 ) -> str | None:
     """Why a trimmed decode is not to be trusted, or None when it is.
 
-    ``keys``: the text tokens (see :func:`token_keys`); ``ends``: its timestamps in seconds past
-    the utterance's end (positive: text placed in the padding, where there is no speech).
+    ``keys``: the text tokens (see :func:`token_keys`); ``ends``: its timestamps, ``starts``: those
+    that begin text, in seconds past the utterance's end (positive: in the padding).
     """
     result, avg_logprob, _, compression_ratio = decoded
     if len(keys) + len(ends) >= budget:
         return "token_budget"
     if loops(keys):
         return "repetition"
-    if any(end > PAST_END_S for end in ends):
+    if any(start > PAST_END_S for start in starts):
         return "past_end"
     if compression_ratio > options.compression_ratio_threshold:
         return "compression_ratio"
@@ -170,7 +180,12 @@ def decode_trimmed(
         for t in tokens
         if t >= tokenizer.timestamp_begin
     ]
-    reason = guard(token_keys(tokenizer, text), ends, budget, decoded, options)
+    starts = [
+        (t - tokenizer.timestamp_begin) * precision - duration_s
+        for t, after in zip(tokens, tokens[1:], strict=False)
+        if t >= tokenizer.timestamp_begin and after < tokenizer.eot
+    ]
+    reason = guard(token_keys(tokenizer, text), ends, budget, decoded, options, starts)
     said = tokenizer.decode(text).strip()
     if reason == "repetition" and ends and (once_said := repeated_sentence(said)) is not None:
         # The commonest trimmed failure: a decode that closed its segments (timestamps) but said
