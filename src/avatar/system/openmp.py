@@ -10,10 +10,10 @@ get :data:`OPENMP_ENV`). Existing values win, so a deployment can choose its own
 - ``GOMP_SPINCOUNT=1000``: but ggml waits at an OpenMP barrier after every operation of a token
   (hundreds of them), and a passive wait sleeps and is woken each time: Qwen2.5-0.5B on two
   threads decoded a token in 52-55 ms with the passive wait alone and 33-36 ms with this short
-  spin first (300: 44 ms). It still sleeps soon after the work stops; under a saturating mix
-  (LLM, Whisper and Piper in loops on two cores) LLM tokens and Piper calls were unchanged and
-  Whisper calls 12 % fewer, where 10,000 spins cost the LLM a third of its tokens
-  (docs/BENCHMARKS.md, round 5).
+  spin first (300: 45 ms). It still sleeps soon after the work stops; under a saturating mix
+  (LLM on two threads, Whisper and Piper in loops on two cores, 25 s) it cost the LLM ~6 % of its
+  tokens and Whisper ~10 % of its calls, Piper nothing, where 10,000 spins cost the LLM 38 %
+  (``benchmarks/openmp_wait.py``; docs/BENCHMARKS.md, round 5).
 """
 
 from __future__ import annotations
