@@ -707,7 +707,7 @@ class BrokenStt:
 
     def unload(self) -> None: ...
 
-    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Any:
+    async def transcribe(self, audio: PcmAudio, **_options: str | None) -> Any:
         raise RuntimeError(SECRET)
 
 

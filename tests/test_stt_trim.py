@@ -135,6 +135,19 @@ def test_the_guard_catches_a_real_decoder_loop(model: Any) -> None:
     assert reason == "repetition"
 
 
+def test_a_doubtful_language_that_the_conversation_speaks_is_taken(model: Any) -> None:
+    # Beckett's "Try again." (1.46 s) is English at ~0.58 on its own short window
+    clip = human_en()[3]
+    assert clip.reference == "Try again."
+    alone = decode(model, clip.samples, None, 1)
+    assert alone.fallback == "uncertain_language" and not alone.trimmed  # checked padded
+    in_english = decode(model, clip.samples, None, 1, likely="en")
+    assert in_english.trimmed and in_english.language == "en"
+    assert units(in_english.text, "en") == ["try", "again"]
+    in_german = decode(model, clip.samples, None, 1, likely="de")
+    assert in_german.fallback == "uncertain_language"  # a doubt against the conversation: checked
+
+
 def test_a_trimmed_decode_that_loops_falls_back_to_padded(
     model: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:

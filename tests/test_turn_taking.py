@@ -91,6 +91,16 @@ async def test_after_a_turn_the_chat_model_reads_the_conversation_ahead(tmp_path
         ]  # the stored turn, so the next pass reads only the next words
 
 
+async def test_the_language_heard_last_is_the_likely_one_next(tmp_path) -> None:
+    async with harness(tmp_path) as h:
+        for _ in range(2):
+            await h.speak(1.2)
+            await h.silence(1.0)
+            await h.until(TurnEnd)
+            await h.wait(3.0)
+        assert h.hub.stt.likely == [None, "en"]  # type: ignore[attr-defined]
+
+
 async def test_the_work_starts_before_the_turn_may_end(tmp_path) -> None:
     # a slow transcript (300 ms) from the third silent frame: the decision lands when it is in
     async with harness(tmp_path, stt_delay_s=0.3) as h:

@@ -110,8 +110,14 @@ class SpeechToText(Engine, Protocol):
 
     capabilities: SttCapabilities
 
-    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
-        """Transcribe mono audio at ``capabilities.sample_rate``; ``language`` None detects."""
+    async def transcribe(
+        self, audio: PcmAudio, *, language: str | None = None, likely_language: str | None = None
+    ) -> Transcript:
+        """Transcribe mono audio at ``capabilities.sample_rate``; ``language`` None detects.
+
+        ``likely_language``: what the conversation has been in; an engine may take a doubtful
+        detection that agrees with it instead of checking it at greater cost.
+        """
 
 
 class SttStream(Protocol):

@@ -373,9 +373,11 @@ class VoiceSession:
 
     async def _transcribe(self, turn: Turn, audio: PcmAudio, output: HeldOutput) -> str | None:
         # The language follows the user turn by turn (Whisper reads it off the encoder pass it
-        # makes anyway); a configured language overrides detection.
+        # makes anyway, the last turn's language its likely answer); a configured language
+        # overrides detection.
         stt_lang = stt_language(self.config.language)
-        heard = await hear(self.hub, audio, stt_lang, turn.metrics, self.clock)
+        likely = self._detected_language
+        heard = await hear(self.hub, audio, stt_lang, turn.metrics, self.clock, likely)
         if heard is None:
             return None  # noise or silence (long speech heard as nothing raised an error)
         turn.language = self._turn_language(heard.language, heard.text)

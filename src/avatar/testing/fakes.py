@@ -134,7 +134,8 @@ class ToneTts(_Loaded):
 
 class ScriptedStt(_Loaded):
     """Returns ``text`` for any audio after ``delay_s``; a list gives one text per call in turn
-    (the last repeats). ``heard`` keeps the audio of every call."""
+    (the last repeats). ``heard`` keeps the audio of every call, ``likely`` the likely language
+    it was told."""
 
     capabilities = SttCapabilities(streaming=False, languages=None)
 
@@ -144,9 +145,13 @@ class ScriptedStt(_Loaded):
         self.texts = [text] if isinstance(text, str) else list(text)
         self.language, self.delay_s = language, delay_s
         self.heard: list[PcmAudio] = []
+        self.likely: list[str | None] = []
 
-    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: PcmAudio, *, language: str | None = None, likely_language: str | None = None
+    ) -> Transcript:
         self.heard.append(audio)
+        self.likely.append(likely_language)
         text = self.texts[min(len(self.heard), len(self.texts)) - 1]
         await self.clock.sleep(self.delay_s)
         return Transcript(text, language or self.language, audio.duration_s)

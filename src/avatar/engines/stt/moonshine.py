@@ -96,7 +96,9 @@ class MoonshineStt(ThreadedEngine):
             self._transcriber.close()
         self._transcriber = None
 
-    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: PcmAudio, *, language: str | None = None, likely_language: str | None = None
+    ) -> Transcript:
         _check_language(language)
         if audio.duration_s < MIN_AUDIO_S:
             return Transcript("", "en", audio.duration_s, no_speech_probability=1.0)

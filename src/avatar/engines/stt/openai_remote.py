@@ -121,7 +121,9 @@ class OpenAISpeechToText:
         if client is not None:
             await client.aclose()
 
-    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: PcmAudio, *, language: str | None = None, likely_language: str | None = None
+    ) -> Transcript:
         """Audio shorter than 0.1 s gives an empty transcript without a request."""
         lang = language_code(language) if language else None
         if audio.duration_s < MIN_AUDIO_S:

@@ -134,12 +134,15 @@ class FasterWhisperStt(ThreadedEngine):
         with oom_guard("faster-whisper"):
             return await self.run(timed_transcript, self._model, _mono_16k(audio), lang, words)
 
-    async def transcribe(self, audio: PcmAudio, *, language: str | None = None) -> Transcript:
+    async def transcribe(
+        self, audio: PcmAudio, *, language: str | None = None, likely_language: str | None = None
+    ) -> Transcript:
         lang = primary_language(language) if language else self._language
+        likely = primary_language(likely_language) if likely_language else None
         if audio.duration_s < MIN_AUDIO_S:
             return Transcript("", lang, audio.duration_s, no_speech_probability=1.0)
         with oom_guard("faster-whisper"):  # CUDA OOM: memory freed, 503 with Retry-After
-            return await self.run(self._transcribe_sync, audio, lang)
+            return await self.run(self._transcribe_sync, audio, lang, likely)
 
     async def detect_language(self, audio: PcmAudio) -> tuple[str, float]:
         """The most likely language of the first 30 s of ``audio`` and its probability."""
@@ -154,7 +157,9 @@ class FasterWhisperStt(ThreadedEngine):
         lang, prob, _ = self._model.detect_language(_mono_16k(audio))
         return str(lang), float(prob)
 
-    def _transcribe_sync(self, audio: PcmAudio, language: str | None) -> Transcript:
+    def _transcribe_sync(
+        self, audio: PcmAudio, language: str | None, likely: str | None = None
+    ) -> Transcript:
         model, samples = self._model, _mono_16k(audio)
         if language is not None and language not in model.supported_languages:
             raise EngineUnavailable(
@@ -164,7 +169,7 @@ class FasterWhisperStt(ThreadedEngine):
             )
         detected = language is None
         try:
-            out = decode(model, samples, language, self._beam_size, self._trim)
+            out = decode(model, samples, language, self._beam_size, self._trim, likely)
         except RuntimeError as exc:
             raise EngineFailed(f"faster-whisper failed while transcribing: {exc}") from exc
         # a language "detected" in silence or noise means nothing
@@ -185,16 +190,25 @@ class Decoded:
 
 
 def decode(
-    model: Any, samples: Samples, language: str | None, beam: int, trim: bool = True
+    model: Any,
+    samples: Samples,
+    language: str | None,
+    beam: int,
+    trim: bool = True,
+    likely: str | None = None,
 ) -> Decoded:
     """Transcribe ``samples``: trimmed first when ``trim`` and it fits, else (or if the guard
-    trips) the padded decode. Both detect the language from their own single encoder pass."""
+    trips) the padded decode. Both detect the language from their own single encoder pass.
+
+    A language detected on the short window with less than ``MIN_LANGUAGE_P`` is checked by the
+    padded pass, unless it is the ``likely`` one (the conversation's so far): a short "Try again."
+    is English at 0.58, and the user who spoke English a moment ago most likely still does."""
     features = model.feature_extractor(samples)
     reason = rejected = None
     if trim and wt.trimmable(samples):
         encoder_output = model.encode(wt.window(model, samples))
         lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
-        reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P else None
+        reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P and lang != likely else None
         if reason is None:
             tokenizer = _tokenizer(model, lang)
             duration = len(samples) / SAMPLE_RATE
