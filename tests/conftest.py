@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -28,6 +28,9 @@ from avatar.models.store import ModelStore
 from avatar.settings import Settings, default_cache_dir, load_settings
 from avatar.testing.processes import closed_port as free_port
 from avatar.testing.serving import Served, serve_in_thread
+
+if TYPE_CHECKING:
+    from avatar.engines.llm.llamacpp import LlamaCppChat
 
 # The same cache `./run.sh` fills with `avatar models verify`, so parts are joined once.
 MODEL_CACHE = Path(os.environ.get("AVATAR_TEST_MODEL_CACHE") or default_cache_dir())
@@ -145,6 +148,24 @@ def live_server(tmp_path_factory: pytest.TempPathFactory, hub: EngineHub) -> Ite
     """The real app with the real embedded engines on a loopback port."""
     with live_app(make_settings(tmp_path_factory.mktemp("server")), hub=hub) as server:
         yield server
+
+
+@contextmanager
+def loaded_llama(models: ModelStore, **settings: Any) -> Iterator[LlamaCppChat]:
+    """The embedded llama.cpp chat engine with ``settings`` (``LlmSettings`` fields), loaded;
+    unloaded and shut down afterwards (for module-scoped fixtures of the real-model tests)."""
+    from avatar.engines.llm.llamacpp import LlamaCppChat
+    from avatar.engines.registry import create_engine
+    from avatar.settings import LlmSettings
+
+    engine = create_engine("llm", "llama-cpp", LlmSettings.model_validate(settings), models)
+    assert isinstance(engine, LlamaCppChat)
+    engine.load()
+    try:
+        yield engine
+    finally:
+        engine.unload()
+        engine.shutdown()
 
 
 @contextmanager

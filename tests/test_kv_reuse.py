@@ -15,9 +15,8 @@ import pytest
 from avatar.engines.base import ChatMessage, GenerationOptions
 from avatar.engines.llm.kv_reuse import MIN_SHIFTED, Placement, plan
 from avatar.engines.llm.llamacpp import LlamaCppChat
-from avatar.engines.registry import create_engine
 from avatar.models.store import ModelStore
-from avatar.settings import LlmSettings
+from conftest import loaded_llama
 
 GREEDY = GenerationOptions(max_tokens=24, temperature=0.0)
 
@@ -51,13 +50,8 @@ def test_a_short_match_after_a_gap_is_not_worth_moving() -> None:
 
 @pytest.fixture(scope="module")
 def chat(model_store: ModelStore) -> Iterator[LlamaCppChat]:
-    cfg = LlmSettings.model_validate({"context_tokens": 2048, "prompt_cache_mb": 64})
-    engine = create_engine("llm", "llama-cpp", cfg, model_store)
-    assert isinstance(engine, LlamaCppChat)
-    engine.load()
-    yield engine
-    engine.unload()
-    engine.shutdown()
+    with loaded_llama(model_store, context_tokens=2048, prompt_cache_mb=64) as engine:
+        yield engine
 
 
 def counting_evals(chat: LlamaCppChat) -> Callable[[], int]:

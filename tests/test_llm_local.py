@@ -16,6 +16,7 @@ from avatar.engines.registry import create_engine
 from avatar.errors import EngineFailed, ModelError
 from avatar.models.store import ModelStore
 from avatar.settings import LlmSettings
+from conftest import loaded_llama
 
 pytestmark = pytest.mark.slow
 
@@ -25,15 +26,9 @@ CJK = re.compile(r"[\u4e00-\u9fff]")
 
 @pytest.fixture(scope="module")
 def qwen(model_store: ModelStore) -> Iterator[LlamaCppChat]:
-    cfg = LlmSettings.model_validate(
-        {"model": "qwen2.5-0.5b-instruct", "context_tokens": 2048, "threads": 2}
-    )
-    engine = create_engine("llm", "llama-cpp", cfg, model_store)
-    assert isinstance(engine, LlamaCppChat)
-    engine.load()
-    yield engine
-    engine.unload()
-    engine.shutdown()
+    settings = {"model": "qwen2.5-0.5b-instruct", "context_tokens": 2048, "threads": 2}
+    with loaded_llama(model_store, **settings) as engine:
+        yield engine
 
 
 async def ask(engine: ChatModel, question: str, options: GenerationOptions = GREEDY) -> list[str]:
