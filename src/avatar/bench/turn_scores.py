@@ -47,7 +47,10 @@ class Score:
     transcript: str
     acoustic: float
     text_p: float | None
-    text_bare_p: float | None  # the transcript without its final punctuation
+    # the transcript without its final punctuation: round 3's comparison. The text signal now
+    # reads every transcript that way (TurnPrompter drops the final punctuation), so the two
+    # columns are one value and it is computed once.
+    text_bare_p: float | None
     acoustic_ms: float
     text_ms: float
 
@@ -62,9 +65,8 @@ async def score(hub: EngineHub, clip: PausedClip, part: str) -> Score:
     acoustic_ms = (time.perf_counter() - start) * 1000
     transcript = (await hub.stt.transcribe(audio, language=clip.language)).text
     text_p, text_ms = await _text(hub, transcript)
-    bare, _ = await _text(hub, transcript.rstrip(" .?!。？！,，…"))
     return Score(
-        clip.voice, clip.text, clip.held_out, part, transcript, acoustic, text_p, bare,
+        clip.voice, clip.text, clip.held_out, part, transcript, acoustic, text_p, text_p,
         acoustic_ms, text_ms,
     )  # fmt: skip
 
@@ -83,8 +85,7 @@ async def rescore(hub: EngineHub, saved: list[Score]) -> list[Score]:
     out = []
     for s in saved:
         text_p, text_ms = await _text(hub, s.transcript)
-        bare, _ = await _text(hub, s.transcript.rstrip(" .?!。？！,，…"))
-        out.append(replace(s, text_p=text_p, text_bare_p=bare, text_ms=text_ms))
+        out.append(replace(s, text_p=text_p, text_bare_p=text_p, text_ms=text_ms))
     return out
 
 
