@@ -61,6 +61,26 @@ def test_a_long_first_sentence_is_cut_before_a_clause_opener() -> None:
     ]
 
 
+def test_a_long_subject_is_cut_before_its_verb() -> None:
+    assert chunk("The capital of France is Paris.") == ["The capital of France", "is Paris."]
+    assert chunk("A fruit that is yellow is a banana.") == [
+        "A fruit that is yellow",  # the first "is" comes after three words only
+        "is a banana.",
+    ]
+    # a short subject, or a verb after a pronoun or "that", stays with its sentence
+    assert chunk("The sky is blue today.") == ["The sky is blue today."]
+    assert chunk("I think that it is fine.") == ["I think that it is fine."]
+    assert chunk("Say what you think it was.") == ["Say what you think it was."]
+    # the cut waits until "is" is a whole word (it might go on as "island")
+    chunker = TextChunker()
+    assert chunker.push("The capital of France is") == []
+    assert chunker.push(" Paris.") == ["The capital of France"]
+    assert chunk("Their little brother's island has cows.") == [
+        "Their little brother's island",
+        "has cows.",
+    ]
+
+
 def test_a_long_chinese_first_sentence_is_cut_after_a_particle() -> None:
     text = "北京是中国的首都也是一座有三千多年历史的古城。它很美。"
     assert chunk(text) == ["北京是中国的首都也是", "一座有三千多年历史的古城。", "它很美。"]

@@ -2,7 +2,8 @@
 
 :class:`TextChunker` releases the first chunk early, so TTS can start: at the first clause
 boundary once it holds a few words, else before a word that opens a clause or a phrase
-("because", "which", "in", "across", …) once it holds four, else after ``max_first_words`` words
+("because", "which", "in", "across", …) or before the verb after a long subject ("The capital
+of France | is Paris.") once it holds four, else after ``max_first_words`` words
 (never after "a", "the", "of", …; Chinese: after ``max_first_cjk_chars`` characters, or after
 是, 了 or 的 where one is near). Later chunks end at sentence ends or
 newlines, or are cut at a space when they grow past ``max_chars``. Every boundary is decided
@@ -34,6 +35,13 @@ BREAK_BEFORE = PREPOSITIONS | frozenset((
     "and", "but", "because", "which", "who", "whose", "when", "while", "where", "if",
     "although", "though", "since", "unless", "until", "whereas",
 ))
+# The verb after a subject of four words or more: where a speaker breathes ("The largest ocean
+# on Earth | is the Pacific."); never after a pronoun ("what it | is") or "that".
+BREAK_BEFORE_VERB = frozenset((
+    "is", "are", "was", "were", "has", "have", "had", "can", "will", "would", "could", "should",
+    "may", "might", "must", "do", "does", "did",
+))
+PRONOUNS = frozenset(("i", "you", "he", "she", "it", "we", "they", "there", "who", "what"))
 NEVER_LAST = PREPOSITIONS | frozenset((
     "a", "an", "the", "of", "to", "and", "or", "but", "my", "your", "his", "her", "its", "our",
     "their", "this", "that", "these", "those", "very", "is", "are", "was", "were", "as", "so",
@@ -186,16 +194,20 @@ class TextChunker:
         return cut if cut is not None and self._acceptable(cut, first_clause=False) else None
 
     def _word_cut(self) -> int | None:
-        """Before a clause or phrase opener once ``min_first_words`` + 1 words are in, or after
-        ``max_first_words`` words (at the first that may end a chunk) once the next has begun."""
-        words = 0
+        """Before a clause or phrase opener, or a verb after its subject, once
+        ``min_first_words`` + 1 words are in, or after ``max_first_words`` words (at the first
+        that may end a chunk) once the next has begun."""
+        words, last = 0, ""
         for token in _COMPLETE_TOKEN.finditer(self._buf):
             if not any(ch.isalnum() and not is_cjk(ch) for ch in token.group()):
                 continue
             bare = token.group().strip(OPENERS + CLOSERS + CLAUSE + SENTENCE_END).lower()
-            if words > self.min_first_words and bare in BREAK_BEFORE:
+            if words > self.min_first_words and (
+                bare in BREAK_BEFORE
+                or (bare in BREAK_BEFORE_VERB and last not in NEVER_LAST | PRONOUNS)
+            ):
                 return token.start()
-            words += 1
+            words, last = words + 1, bare
             if words >= self.max_first_words and bare not in NEVER_LAST:
                 after = self._buf[token.end() :].lstrip(" \t")
                 return token.end() if after and after[0].isalnum() else None
