@@ -21,7 +21,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 
 PROMPT = "<|im_start|>user\nTell me a long story about France.<|im_end|>\n<|im_start|>assistant\n"
@@ -52,6 +51,7 @@ async def mix(seconds: float) -> dict[str, int]:
     from avatar.audio.pcm import PcmAudio
     from avatar.bench.latency import make_clips
     from avatar.engines.base import ChatMessage, GenerationOptions
+    from avatar.engines.cpu_turns import CpuTurns
     from avatar.engines.hub import EngineHub
     from avatar.settings import Settings
 
@@ -69,7 +69,7 @@ async def mix(seconds: float) -> dict[str, int]:
             n += 1
             messages = [system, ChatMessage("user", f"Tell me a story about the number {n}.")]
             await hub.llm.end_of_turn_probability(messages)  # type: ignore[attr-defined]
-            options = GenerationOptions(max_tokens=40, cpu_shared=threading.Event())
+            options = GenerationOptions(max_tokens=40, cpu_turns=CpuTurns())
             async for _ in hub.llm.stream_chat(messages, options):
                 if time.monotonic() >= stop:
                     break

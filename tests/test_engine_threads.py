@@ -48,44 +48,43 @@ def test_llama_reads_the_prompt_and_decodes_on_their_own_thread_counts(
     assert (default.threads, default.batch_threads) == (1, 2)
 
 
-async def test_a_voice_reply_decodes_its_first_words_on_start_threads_then_drops(
+async def test_a_voice_reply_decodes_on_reply_threads_and_waits_while_tts_speaks(
     model_store: ModelStore,
 ) -> None:
-    import threading
-
     import llama_cpp
 
     from avatar.engines.base import ChatMessage, GenerationOptions
+    from avatar.engines.cpu_turns import CpuTurns
 
     chat = LlamaCppChat.from_settings(
-        LlmSettings(threads=1, batch_threads=2, start_threads=2), model_store
+        LlmSettings(threads=1, batch_threads=2, reply_threads=2), model_store
     )
-    assert LlmSettings().start_threads == 2  # the default: the first chunk alone on two cores
+    assert LlmSettings().reply_threads == 2  # the default: a voice reply has both cores
     chat.load()
     try:
         assert chat._llama is not None
         ctx = chat._llama._ctx.ctx
+        question = [ChatMessage("user", "Count from one to forty, in words.")]
 
-        async def threads_seen(options: GenerationOptions, share_after: int) -> list[int]:
-            seen = []
-            question = [ChatMessage("user", "Count from one to twenty, in words.")]
-            async for _ in chat.stream_chat(question, options):
-                seen.append(llama_cpp.llama_n_threads(ctx))
-                if len(seen) == share_after and options.cpu_shared is not None:
-                    options.cpu_shared.set()  # the first chunk went to TTS
-            return seen
+        turns = CpuTurns()
+        reply = chat.stream_chat(question, GenerationOptions(max_tokens=60, cpu_turns=turns))
+        threads = []
+        for _ in range(3):
+            await anext(reply)
+            threads.append(llama_cpp.llama_n_threads(ctx))
+        assert set(threads) == {2}
+        with turns.speaking():  # TTS synthesizes a chunk: the model stops at its next token
+            await asyncio.sleep(0.2)  # the token it was decoding, and the one it waits before
+            paused_at = chat.last_generation.deltas
+            await asyncio.sleep(1.0)  # ~30 tokens' time on two threads
+            assert chat.last_generation.deltas == paused_at
+        rest = [delta async for delta in reply]  # its turn again: it goes on to the end
+        assert len(rest) > 10 and chat.last_generation.deltas > paused_at
+        assert llama_cpp.llama_n_threads(ctx) == 1  # back to the steady count after the reply
 
-        shared = threading.Event()
-        voice = await threads_seen(GenerationOptions(max_tokens=24, cpu_shared=shared), 3)
-        assert voice[:3] == [2, 2, 2]  # alone: two decoding threads
-        assert set(voice[3:]) == {1}  # beside TTS: the steady one
-        assert llama_cpp.llama_n_threads(ctx) == 1  # and it stays so after the reply
-
-        plain = await threads_seen(GenerationOptions(max_tokens=8), 0)  # REST: not a voice reply
-        assert set(plain) == {1}
-        early = threading.Event()
-        early.set()  # TTS already running (a later reply of a busy session): no burst
-        assert set(await threads_seen(GenerationOptions(max_tokens=8, cpu_shared=early), 0)) == {1}
+        plain = chat.stream_chat(question, GenerationOptions(max_tokens=8))  # REST: no turns
+        async for _ in plain:
+            assert llama_cpp.llama_n_threads(ctx) == 1
     finally:
         chat.shutdown()
 

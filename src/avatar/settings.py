@@ -151,19 +151,18 @@ class LlmSettings(BaseModel):
     model: str = Field(
         "qwen2.5-coder-0.5b-instruct", description="Catalog name, path or remote model."
     )
-    # Decoding on one thread, the prompt on two: llama.cpp's threads spin-wait for each other,
-    # and decoding overlaps with Piper on a 2-core machine; reading the prompt does not.
+    # A voice reply takes turns with TTS (engines/cpu_turns.py), so it has the cores while it
+    # decodes: two threads. Other generations (REST, text chat) decode on ``threads``, beside
+    # whatever else runs.
     threads: int = Field(1, ge=1, description="CPU threads for local inference (decoding).")
     batch_threads: int | None = Field(
         2, ge=1, description="Local models: threads reading the prompt (None: as threads)."
     )
-    # Until a voice reply's first chunk goes to TTS nothing else runs, so its first words decode
-    # on two threads; then TTS shares the CPU and decoding drops to ``threads``.
-    start_threads: int | None = Field(
+    reply_threads: int | None = Field(
         2,
         ge=1,
-        description="Local models: threads decoding a voice reply until its first chunk is"
-        " spoken (None: as threads).",
+        description="Local models: threads decoding a voice reply, which takes turns with TTS"
+        " for the CPU (None: as threads).",
     )
     context_tokens: int = Field(4096, ge=256, description="Context window for local models.")
     gpu_layers: int = Field(0, ge=-1, description="Layers offloaded to the GPU (-1: all).")
@@ -214,8 +213,8 @@ class TtsSlotSettings(BaseModel):
     timeout_s: float = Field(30.0, gt=0, description="Remote engine: request deadline.")
 
 
-# Piper on one thread: it speaks while llama.cpp decodes on the other core (BENCHMARKS.md).
-FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe", "threads": 1}
+# Piper on two threads: a voice reply's LLM waits while it speaks (engines/cpu_turns.py).
+FAST_DEFAULT: dict[str, Any] = {"engine": "embedded", "model": "piper-joe", "threads": 2}
 
 
 class TtsSettings(BaseModel):

@@ -8,7 +8,6 @@ remote engines are ordinary engines that speak HTTP. Every engine is loaded with
 
 from __future__ import annotations
 
-import threading
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
@@ -17,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from avatar.audio.pcm import PcmAudio
+from avatar.engines.cpu_turns import CpuTurns
 
 Role = Literal["system", "user", "assistant"]
 
@@ -154,10 +154,9 @@ class GenerationOptions:
     temperature: float = 0.7
     stop: tuple[str, ...] = ()
     json_mode: bool = False  # the reply must be one JSON object (engines with ``json_mode``)
-    # Set by a voice reply once its first chunk goes to TTS: until then the reply is all that
-    # runs, so a local engine may decode on more threads (``start_threads``); after, TTS shares
-    # the CPU. None: not a voice reply (decode on the steady thread count throughout).
-    cpu_shared: threading.Event | None = field(default=None, compare=False)
+    # A voice reply: the chat model takes turns with TTS on the CPU (a local engine waits
+    # between tokens while TTS synthesizes). None: not a voice reply.
+    cpu_turns: CpuTurns | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from avatar.engines.base import ChatMessage, GenerationOptions
+from avatar.engines.cpu_turns import CpuTurns
 from avatar.engines.hub import EngineHub
 from avatar.pipeline.clock import Clock
 from avatar.pipeline.config import SessionConfig
@@ -37,7 +37,7 @@ async def plan_reply(
         selection.mode_used,
         messages,
         GenerationOptions(
-            max_tokens=llm.max_tokens, temperature=llm.temperature, cpu_shared=threading.Event()
+            max_tokens=llm.max_tokens, temperature=llm.temperature, cpu_turns=CpuTurns()
         ),
         turn.language or "en",
         voice,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 from avatar.engines.base import ChatMessage, ChatModel, GenerationOptions, TextToSpeech, VoiceRef
@@ -39,6 +40,11 @@ class ReplyPlan:
     sequential: bool = False  # the original design: whole reply, then whole audio, then send
     health: EngineHealth = field(default_factory=EngineHealth)  # told what failed, what worked
     clock: Clock = MONOTONIC
+
+    def speaking(self) -> AbstractContextManager[None]:
+        """While TTS synthesizes: the chat model, on the same CPU, waits (engines/cpu_turns.py)."""
+        turns = self.options.cpu_turns
+        return turns.speaking() if turns is not None else nullcontext()
 
     def ms_since_t0(self) -> float:
         return round((self.clock.now() - self.t0) * 1000, 1)
@@ -106,8 +112,6 @@ async def _text(
 async def _release(turn: Turn, plan: ReplyPlan, out: asyncio.Queue[str | None], piece: str) -> None:
     if piece.strip():
         turn.metrics.setdefault("first_text_ms", plan.ms_since_t0())
-        if plan.options.cpu_shared is not None:
-            plan.options.cpu_shared.set()  # TTS starts: the LLM decodes on its steady threads
         await out.put(piece)
 
 
@@ -117,7 +121,7 @@ async def _speak(
     while (text := await chunks.get()) is not None:
         spoken = SpokenChunk(text, 0.0)
         turn.chunks.append(spoken)
-        with plan.health.watch(plan.tts_slot):
+        with plan.health.watch(plan.tts_slot), plan.speaking():
             async for audio in plan.tts.synthesize_stream(
                 text, language=plan.language, voice=plan.voice
             ):
@@ -143,7 +147,7 @@ async def _run_sequential(
     for text in pieces:
         spoken = SpokenChunk(text, 0.0)
         turn.chunks.append(spoken)
-        with plan.health.watch(plan.tts_slot):
+        with plan.health.watch(plan.tts_slot), plan.speaking():
             async for audio in plan.tts.synthesize_stream(
                 text, language=plan.language, voice=plan.voice
             ):

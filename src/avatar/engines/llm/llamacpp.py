@@ -123,7 +123,7 @@ class LlamaCppChat(ThreadedEngine):
         context_tokens: int = 4096,
         threads: int = 2,
         batch_threads: int | None = None,
-        start_threads: int | None = None,
+        reply_threads: int | None = None,
         gpu_layers: int = 0,
         prompt_cache_mb: int = 0,
     ) -> None:
@@ -131,9 +131,9 @@ class LlamaCppChat(ThreadedEngine):
         # A callable defers joining/verifying a catalog model (seconds) until load().
         self._model_path = model_path
         self.context_tokens = context_tokens
-        self.threads = threads  # token by token, while TTS speaks the chunks before
-        self.batch_threads = batch_threads or threads  # the prompt, read before TTS starts
-        self.start_threads = start_threads or threads  # a voice reply's first chunk, alone
+        self.threads = threads  # token by token
+        self.batch_threads = batch_threads or threads  # the prompt
+        self.reply_threads = reply_threads or threads  # a voice reply: it takes turns with TTS
         self.gpu_layers = gpu_layers
         self.prompt_cache_mb = prompt_cache_mb
         self.capabilities = LlmCapabilities(
@@ -150,7 +150,7 @@ class LlamaCppChat(ThreadedEngine):
             context_tokens=cfg.context_tokens,
             threads=cfg.threads,
             batch_threads=cfg.batch_threads,
-            start_threads=cfg.start_threads,
+            reply_threads=cfg.reply_threads,
             gpu_layers=cfg.gpu_layers,
             prompt_cache_mb=cfg.prompt_cache_mb,
         )
@@ -283,8 +283,12 @@ class LlamaCppChat(ThreadedEngine):
         llama = self._model()
         start = time.perf_counter()
         chunks: Any = None
+        # A voice reply on this CPU takes turns with TTS (engines/cpu_turns.py): while it
+        # decodes it has the cores to itself, so it decodes on reply_threads.
+        turns = options.cpu_turns if self.gpu_layers == 0 else None
         decoding = _DecodingThreads(llama, self.threads, self.batch_threads)
-        decoding.start(options.cpu_shared, self.start_threads)
+        if turns is not None:
+            decoding.use(self.reply_threads)
         try:
             # A history that lost its oldest turns keeps the rest of its KV cache (kv_reuse);
             # llama-cpp-python's own prefix match then reads only what is new.
@@ -301,13 +305,14 @@ class LlamaCppChat(ThreadedEngine):
                 response_format={"type": "json_object"} if options.json_mode else None,
             )
             for chunk in chunks:  # the prompt is evaluated at the first next()
-                decoding.follow(options.cpu_shared)
                 if cancel.is_set():
                     stats.cancelled = True
                     return
                 text = _record(chunk, stats, start)
                 if text:
                     yield text
+                if turns is not None:
+                    turns.wait(cancel)  # TTS is speaking: the next token waits for the cores
         except (ValueError, RuntimeError) as exc:  # over n_ctx; llama_decode failures
             if is_cuda_oom(exc):  # GPU offload ran out of VRAM: free it, answer 503
                 with oom_guard("llama.cpp"):
@@ -319,40 +324,21 @@ class LlamaCppChat(ThreadedEngine):
         finally:
             if chunks is not None:
                 chunks.close()  # stops llama.cpp's decode loop now, not at garbage collection
-            decoding.steady()
+            decoding.use(self.threads)
             stats.total_s = time.perf_counter() - start
 
 
 class _DecodingThreads:
-    """A voice reply decodes on ``start_threads`` while it runs alone, then on ``threads``.
-
-    Until the reply's first chunk goes to TTS nothing else needs the CPU; from then on Piper
-    synthesizes beside the decoding, and llama.cpp's threads spin-wait for each other, so two
-    decoding threads beside TTS on two cores would slow both (docs/BENCHMARKS.md, "Threads").
-    """
+    """llama.cpp's decoding thread count, changed between replies (the prompt's stays)."""
 
     def __init__(self, llama: llama_cpp.Llama, threads: int, batch_threads: int) -> None:
         self._llama, self._threads, self._batch = llama, threads, batch_threads
-        self._fast = False
 
-    def start(self, shared: threading.Event | None, start_threads: int) -> None:
-        if shared is not None and not shared.is_set() and start_threads != self._threads:
-            self._set(start_threads)
-            self._fast = True
-
-    def follow(self, shared: threading.Event | None) -> None:
-        """Between tokens: drop to the steady thread count once TTS has started."""
-        if self._fast and shared is not None and shared.is_set():
-            self.steady()
-
-    def steady(self) -> None:
-        if self._fast:
-            self._fast = False
-            self._set(self._threads)
-
-    def _set(self, threads: int) -> None:
-        ctx = self._llama._ctx.ctx  # noqa: SLF001 - no public setter in llama-cpp-python 0.3
-        llama_cpp.llama_set_n_threads(ctx, threads, self._batch)
+    def use(self, threads: int) -> None:
+        if threads != self._threads:
+            self._threads = threads
+            ctx = self._llama._ctx.ctx  # noqa: SLF001 - no public setter in llama-cpp-python 0.3
+            llama_cpp.llama_set_n_threads(ctx, threads, self._batch)
 
 
 def _record(chunk: Any, stats: GenerationStats, start: float) -> str | None:
