@@ -115,6 +115,23 @@ def test_long_audio_is_not_trimmed(model: Any) -> None:
     assert wt.window(model, np.zeros(3 * 16_000, np.float32)).shape == (80, 400)
 
 
+def test_the_silence_before_the_first_sound_is_cut_to_its_last_moments() -> None:
+    rate = 16_000
+    rng = np.random.default_rng(7)
+    word = (0.3 * np.sin(np.arange(rate // 2) / 8)).astype(np.float32)
+    soft = (0.02 * np.sin(np.arange(rate // 5) / 8)).astype(np.float32)  # ~-24 dB: "so"
+    silence = np.zeros(rate, np.float32)
+
+    cut = wt.without_lead(np.concatenate([silence, word]))
+    assert len(cut) == int((wt.LEAD_KEPT_S + 0.5) * rate)  # 0.3 s of the second kept
+    kept = wt.without_lead(np.concatenate([silence, soft, silence[:3200], word]))
+    assert np.array_equal(kept[int(wt.LEAD_KEPT_S * rate) :][: len(soft)], soft)
+    noisy = np.concatenate([silence, word]) + rng.normal(0, 0.05, rate + rate // 2)
+    assert len(wt.without_lead(noisy.astype(np.float32))) == len(noisy)  # noise is sound too
+    assert len(wt.without_lead(silence)) == rate  # nothing to find: all of it
+    assert len(wt.without_lead(word)) == len(word)  # starts at once
+
+
 # --- real speech ----------------------------------------------------------------------------
 
 
@@ -198,6 +215,47 @@ def test_ordinary_questions_read_the_same_trimmed_and_padded(
     assert trimmed.trimmed and not padded.trimmed
     assert trimmed.language == padded.language == "en"
     assert units(trimmed.text, "en") == units(padded.text, "en") == units(question, "en")
+
+
+def test_a_question_after_a_second_of_silence_is_decoded_once(
+    model: Any, spoken: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The endpointer hands over up to 1 s from before the speech; on its own short window the
+    # decoder then said the question two or three times over (cut to once by the guard, but
+    # decoded at 2-3x the cost). Without the lead it closes its segment and stops.
+    real = model.generate_with_fallback
+    generated: list[int] = []
+
+    def counting(*args: Any) -> Any:
+        out = real(*args)
+        generated.append(len(out[0].sequences_ids[0]))
+        return out
+
+    monkeypatch.setattr(model, "generate_with_fallback", counting)
+    tokenizer = _tokenizer(model, "en")
+    for question in QUESTIONS[:2]:
+        samples = np.concatenate([np.zeros(16_000), spoken[question], np.zeros(1_600)])
+        out = decode(model, samples.astype(np.float32), "en", 1, trim=True)
+        words = len(tokenizer.encode(" " + question))
+        assert out.trimmed and units(out.text, "en") == units(question, "en")
+        assert generated[-1] <= words + 3  # two timestamps and the end, not the question again
+
+
+def test_only_english_loses_its_lead(
+    model: Any, spoken: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Mandarin read better with the silence before it (../shared/audio/zh): it keeps it, as does
+    # a first turn whose language is not known yet.
+    cut: list[int] = []
+    real = wt.without_lead
+    monkeypatch.setattr(wt, "without_lead", lambda s: cut.append(len(s)) or real(s))
+    samples = np.concatenate([np.zeros(16_000), spoken[QUESTIONS[2]]]).astype(np.float32)
+    decode(model, samples, "zh", 1)
+    decode(model, samples, None, 1)
+    assert cut == []
+    decode(model, samples, None, 1, likely="en")
+    decode(model, samples, "en", 1)
+    assert cut == [len(samples)] * 2
 
 
 async def test_trim_setting_reaches_the_engine(

@@ -202,16 +202,17 @@ def decode(
 
     A language detected on the short window with less than ``MIN_LANGUAGE_P`` is checked by the
     padded pass, unless it is the ``likely`` one (the conversation's so far): a short "Try again."
-    is English at 0.58, and the user who spoke English a moment ago most likely still does."""
-    features = model.feature_extractor(samples)
+    is English at 0.58, and the user who spoke English a moment ago most likely still does.
+    English (given or likely) is decoded from just before its first sound (``without_lead``)."""
     reason = rejected = None
-    if trim and wt.trimmable(samples):
-        encoder_output = model.encode(wt.window(model, samples))
+    speech = wt.without_lead(samples) if (language or likely) in wt.LEAD_TRIMMED else samples
+    if trim and wt.trimmable(speech):
+        encoder_output = model.encode(wt.window(model, speech))
         lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
         reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P and lang != likely else None
         if reason is None:
             tokenizer = _tokenizer(model, lang)
-            duration = len(samples) / SAMPLE_RATE
+            duration = len(speech) / SAMPLE_RATE
             result = wt.decode_trimmed(
                 model, encoder_output, lang, tokenizer, _options(tokenizer, beam), duration
             )
@@ -220,7 +221,7 @@ def decode(
             reason, rejected = result.reason, result.rejected
         log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
         log.debug("the trimmed decode had said %r", rejected)
-    lang, segments = _decode_padded(model, features, language, beam)
+    lang, segments = _decode_padded(model, model.feature_extractor(samples), language, beam)
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
     no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
     return Decoded(lang, text, no_speech, False, reason, rejected)

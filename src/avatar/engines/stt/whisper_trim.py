@@ -19,7 +19,14 @@ from typing import Any
 import numpy as np
 
 HOP = 160  # samples per feature frame at 16 kHz
+SAMPLE_RATE = 16_000
 PAD_SAMPLES = 16_000  # 1 s of silence after the speech: without it the last word is often lost
+LEAD_KEPT_S, LEAD_DB = 0.3, 40.0  # silence kept before the first sound; what counts as sound
+# Languages whose utterances lose their leading silence before a trimmed decode. English: after
+# 1 s of silence whisper-base said the question 2-3 times over on its short window (25.7 tokens
+# a question on 20 benchmark clips, 10.3 without the lead; 299 -> 178 ms on this 2-core AMD
+# VM). Mandarin read worse without it ("希老女以后" for "希望你以后", ../shared/audio/zh): kept.
+LEAD_TRIMMED = frozenset({"en"})
 MAX_FRAMES = 3000  # Whisper's window; longer audio takes the padded path
 # Token budget = BASE + PER_S * duration. Mandarin runs ~6-8 tokens/s and English ~3-5, so an
 # utterance that needs more is looping; the budget also bounds what a loop can cost.
@@ -42,6 +49,27 @@ class TrimmedResult:
     no_speech_prob: float
     reason: str | None = None
     rejected: str | None = None  # the text the guard sent back, for benchmarks and logs
+
+
+def without_lead(samples: np.ndarray) -> np.ndarray:
+    """``samples`` from ``LEAD_KEPT_S`` before the first sound on: the silence a live utterance
+    starts with (the endpointer keeps up to 1 s before the speech) costs encoder time and, on a
+    short window, makes the decoder say the question again (docs/BENCHMARKS.md, round 6).
+
+    "Sound" is a 20 ms frame within ``LEAD_DB`` of the loudest one, so a soft first word ahead
+    of a loud question is kept; audio that starts loud, or is all quiet, is returned whole.
+    """
+    frame = SAMPLE_RATE // 50
+    n = len(samples) // frame
+    if n < 2:
+        return samples
+    rms = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame)), axis=1))
+    floor = float(rms.max()) * 10 ** (-LEAD_DB / 20)
+    loud = np.flatnonzero(rms > floor)
+    if not len(loud) or floor <= 1e-5:
+        return samples
+    start = max(0, int(loud[0]) * frame - int(LEAD_KEPT_S * SAMPLE_RATE))
+    return samples[start:]
 
 
 def trimmable(samples: np.ndarray) -> bool:
