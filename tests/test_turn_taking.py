@@ -347,6 +347,14 @@ def test_the_latency_bench_reports_speculation_hits_and_waste() -> None:
         "ended_by_model_complete": 1.0,
         "ended_by_fallback_silence": 1.0,
     }
+    slow = TurnResult("b", 2100.0, {"endpoint_reason": "fallback_silence", "stt_ms": 90.0}, "Hi?")
+    assert slow.record() == {
+        "voice": "b",
+        "text": "Hi?",
+        "v2v_client_ms": 2100.0,
+        "stt_ms": 90.0,
+        "endpoint_reason": "fallback_silence",
+    }  # per turn in the JSON report: which question waited, and why
 
 
 async def test_a_slow_session_is_not_a_quiet_client(tmp_path) -> None:

@@ -60,6 +60,13 @@ class TurnResult:
     voice: str
     v2v_ms: float  # measured by the client
     metrics: dict[str, Any] = field(default_factory=dict)
+    text: str = ""  # the question
+
+    def record(self) -> dict[str, Any]:
+        """One turn for the JSON report: what was asked, the client's time, how it ended."""
+        keep = (*PARTS, "endpoint_reason", "end_of_turn_probability", "speculative")
+        parts = {k: self.metrics[k] for k in keep if self.metrics.get(k) is not None}
+        return {"voice": self.voice, "text": self.text, "v2v_client_ms": self.v2v_ms, **parts}
 
 
 async def make_clips(hub: EngineHub) -> list[Clip]:
@@ -137,7 +144,7 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
         answered.set()
         await sender
     v2v = ((first_audio or time.monotonic()) - speech_end_sent) * 1000
-    return TurnResult(clip.voice, round(v2v, 1), event["metrics"])
+    return TurnResult(clip.voice, round(v2v, 1), event["metrics"], clip.text)
 
 
 def _label(event: dict[str, Any]) -> str:

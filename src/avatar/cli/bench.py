@@ -218,7 +218,8 @@ def latency(
         lat.plot({k: v for k, v in runs.items() if not k.startswith("fake")} or runs, plot_path)
         err_console.print(f"plot: {plot_path}")
     if json_path:
-        json_path.write_text(json.dumps(summaries, indent=2))
+        turns = {name: [r.record() for r in results] for name, results in runs.items()}
+        json_path.write_text(json.dumps({**summaries, "turns": turns}, indent=2))
 
 
 def _hesitation_run(s: Any, hub: Any, count: int, zh_dir: Path) -> dict[str, Any]:
