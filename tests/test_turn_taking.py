@@ -351,6 +351,7 @@ def test_the_latency_bench_reports_speculation_hits_and_waste() -> None:
     assert slow.record() == {
         "voice": "b",
         "text": "Hi?",
+        "heard": "",
         "v2v_client_ms": 2100.0,
         "stt_ms": 90.0,
         "endpoint_reason": "fallback_silence",

@@ -61,12 +61,14 @@ class TurnResult:
     v2v_ms: float  # measured by the client
     metrics: dict[str, Any] = field(default_factory=dict)
     text: str = ""  # the question
+    heard: str = ""  # the final transcript
 
     def record(self) -> dict[str, Any]:
         """One turn for the JSON report: what was asked, the client's time, how it ended."""
         keep = (*PARTS, "endpoint_reason", "end_of_turn_probability", "speculative")
         parts = {k: self.metrics[k] for k in keep if self.metrics.get(k) is not None}
-        return {"voice": self.voice, "text": self.text, "v2v_client_ms": self.v2v_ms, **parts}
+        said = {"voice": self.voice, "text": self.text, "heard": self.heard}
+        return {**said, "v2v_client_ms": self.v2v_ms, **parts}
 
 
 async def make_clips(hub: EngineHub) -> list[Clip]:
@@ -120,6 +122,7 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
     first_audio = None
     audio_s = 0.0
     seen: list[str] = []  # what this turn received, to tell why one never ended
+    heard = ""
     try:
         while True:
             try:
@@ -129,6 +132,8 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
                     f"nothing for 120 s; clip {clip.voice} {clip.text[:40]!r}; got {seen[-6:]}"
                 ) from None
             seen.append(_label(event))
+            if event["type"] == "transcript" and event.get("final"):
+                heard = event.get("text", "")
             if event["type"] == "audio_response":
                 first_audio = first_audio or time.monotonic()
                 audio_s += len(event["data"]) * 3 / 4 / 2 / event["sample_rate"]
@@ -144,7 +149,7 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
         answered.set()
         await sender
     v2v = ((first_audio or time.monotonic()) - speech_end_sent) * 1000
-    return TurnResult(clip.voice, round(v2v, 1), event["metrics"], clip.text)
+    return TurnResult(clip.voice, round(v2v, 1), event["metrics"], clip.text, heard)
 
 
 def _label(event: dict[str, Any]) -> str:
