@@ -25,6 +25,7 @@ from avatar.engines.hub import EngineHub
 from avatar.engines.stt import whisper as w
 from avatar.engines.stt import whisper_trim as wt
 from avatar.settings import Settings
+from avatar.testing.whisper_tokens import counting_tokens
 
 AUDIO = Path(__file__).parent / "audio"
 
@@ -33,15 +34,6 @@ def main(lead_s: float, pads: list[float]) -> None:
     stt = EngineHub(Settings()).stt
     stt.load()
     model: Any = stt._model  # type: ignore[attr-defined]
-    real = model.generate_with_fallback
-    generated: list[int] = []
-
-    def counting(*args: Any) -> Any:
-        out = real(*args)
-        generated.append(len(out[0].sequences_ids[0]))
-        return out
-
-    model.generate_with_fallback = counting
     tokenizer = w._tokenizer(model, "en")
     manifest = json.loads((AUDIO / "manifest.json").read_text())
     clips = []
@@ -53,18 +45,19 @@ def main(lead_s: float, pads: list[float]) -> None:
     for cut in (False, True):
         for pad in pads:
             wt.PAD_SAMPLES = int(pad * 16_000)
-            times, fallbacks, start = [], 0, len(generated)
-            for samples in clips:
-                begin = time.perf_counter()
-                speech = wt.without_lead(samples) if cut else samples
-                encoded = model.encode(wt.window(model, speech))
-                options = w._options(tokenizer, 1)
-                out = wt.decode_trimmed(
-                    model, encoded, "en", tokenizer, options, len(speech) / 16_000
-                )
-                times.append((time.perf_counter() - begin) * 1000)
-                fallbacks += out.text is None
-            tokens = statistics.fmean(generated[start:])
+            times, fallbacks = [], 0
+            with counting_tokens(model) as generated:
+                for samples in clips:
+                    begin = time.perf_counter()
+                    speech = wt.without_lead(samples) if cut else samples
+                    encoded = model.encode(wt.window(model, speech))
+                    options = w._options(tokenizer, 1)
+                    out = wt.decode_trimmed(
+                        model, encoded, "en", tokenizer, options, len(speech) / 16_000
+                    )
+                    times.append((time.perf_counter() - begin) * 1000)
+                    fallbacks += out.text is None
+            tokens = statistics.fmean(generated)
             print(
                 f"lead cut {cut}, pad {pad} s: {tokens:.1f} tokens a question, median "
                 f"{statistics.median(times):.0f} ms, {fallbacks} sent back (n={len(clips)})",
