@@ -22,12 +22,10 @@ class CpuTurns:
     def __init__(self) -> None:
         self._free = threading.Event()  # set: TTS is not synthesizing
         self._free.set()
-        self.spoke = False  # TTS has had a turn (the reply's first chunk went to it)
 
     @contextmanager
     def speaking(self) -> Iterator[None]:
         """While TTS synthesizes (event loop side): the chat model waits at its next token."""
-        self.spoke = True
         self._free.clear()
         try:
             yield

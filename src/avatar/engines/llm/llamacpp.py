@@ -273,6 +273,11 @@ class LlamaCppChat(ThreadedEngine):
         except (ValueError, RuntimeError) as exc:  # llama_decode failures
             raise _generation_error(exc) from exc
 
+    def _decode_on(self, llama: llama_cpp.Llama, threads: int) -> None:
+        """Decode on ``threads`` from the next token on (the prompt keeps ``batch_threads``)."""
+        ctx = llama._ctx.ctx  # noqa: SLF001 - no public setter in llama-cpp-python 0.3
+        llama_cpp.llama_set_n_threads(ctx, threads, self.batch_threads)
+
     def _generate(
         self,
         messages: list[dict[str, str]],
@@ -286,9 +291,8 @@ class LlamaCppChat(ThreadedEngine):
         # A voice reply on this CPU takes turns with TTS (engines/cpu_turns.py): while it
         # decodes it has the cores to itself, so it decodes on reply_threads.
         turns = options.cpu_turns if self.gpu_layers == 0 else None
-        decoding = _DecodingThreads(llama, self.threads, self.batch_threads)
         if turns is not None:
-            decoding.use(self.reply_threads)
+            self._decode_on(llama, self.reply_threads)
         try:
             # A history that lost its oldest turns keeps the rest of its KV cache (kv_reuse);
             # llama-cpp-python's own prefix match then reads only what is new.
@@ -324,21 +328,9 @@ class LlamaCppChat(ThreadedEngine):
         finally:
             if chunks is not None:
                 chunks.close()  # stops llama.cpp's decode loop now, not at garbage collection
-            decoding.use(self.threads)
+            if turns is not None:
+                self._decode_on(llama, self.threads)
             stats.total_s = time.perf_counter() - start
-
-
-class _DecodingThreads:
-    """llama.cpp's decoding thread count, changed between replies (the prompt's stays)."""
-
-    def __init__(self, llama: llama_cpp.Llama, threads: int, batch_threads: int) -> None:
-        self._llama, self._threads, self._batch = llama, threads, batch_threads
-
-    def use(self, threads: int) -> None:
-        if threads != self._threads:
-            self._threads = threads
-            ctx = self._llama._ctx.ctx  # noqa: SLF001 - no public setter in llama-cpp-python 0.3
-            llama_cpp.llama_set_n_threads(ctx, threads, self._batch)
 
 
 def _record(chunk: Any, stats: GenerationStats, start: float) -> str | None:

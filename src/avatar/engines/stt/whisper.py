@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from avatar.settings import SttSettings
 
 log = logging.getLogger(__name__)
-SAMPLE_RATE = 16_000
+SAMPLE_RATE = wt.SAMPLE_RATE
 # Below this there is nothing to transcribe; Whisper pads to 30 s and tends to hallucinate.
 MIN_AUDIO_S = 0.1
 
@@ -205,7 +205,8 @@ def decode(
     is English at 0.58, and the user who spoke English a moment ago most likely still does.
     English (given or likely) is decoded from just before its first sound (``without_lead``)."""
     reason = rejected = None
-    speech = wt.without_lead(samples) if (language or likely) in wt.LEAD_TRIMMED else samples
+    cut_lead = trim and (language or likely) in wt.LEAD_TRIMMED
+    speech = wt.without_lead(samples) if cut_lead else samples
     if trim and wt.trimmable(speech):
         encoder_output = model.encode(wt.window(model, speech))
         lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
