@@ -16,7 +16,7 @@ import pytest
 
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import resample
-from avatar.bench.stt import units
+from avatar.bench.stt import edit_distance, units
 from avatar.bench.stt_set import human_en
 from avatar.engines.registry import create_engine
 from avatar.engines.stt import whisper_trim as wt
@@ -249,6 +249,29 @@ def test_only_english_loses_its_lead(
     decode(model, samples, None, 1, likely="en")
     decode(model, samples, "en", 1)
     assert cut == [len(samples)] * 2
+
+
+ZH = Path(__file__).resolve().parents[1] / ".." / "shared" / "audio" / "zh"
+
+
+@pytest.mark.skipif(not (ZH / "hope.wav").exists(), reason="needs shared/audio/zh")
+def test_mandarin_reads_as_well_trimmed_as_padded(model: Any) -> None:
+    # Greedy on the short window, whisper-base heard 希老女以后 for 希望你以后 in this recording
+    # (padded: right); Mandarin's trimmed decode searches with a beam (wt.TRIMMED_BEAM).
+    from avatar.bench.stt_set import read_16k
+
+    reference = units("希望你以后能够做的比我还好呦", "zh")
+    samples = read_16k(ZH / "hope.wav")
+    trimmed = decode(model, samples, None, 1, trim=True)
+    padded = decode(model, samples, None, 1, trim=False)
+
+    assert trimmed.trimmed and trimmed.language == padded.language == "zh"
+    assert units(trimmed.text, "zh")[:5] == reference[:5]  # 希望你以后
+    errors = {
+        name: edit_distance(reference, units(out.text, "zh"))
+        for name, out in (("trimmed", trimmed), ("padded", padded))
+    }
+    assert errors["trimmed"] <= errors["padded"], errors
 
 
 async def test_trim_setting_reaches_the_engine(

@@ -8,6 +8,9 @@
   the opening paragraph, read to its end. The cut points lie in the pauses between clauses, found
   with whisper-base word timestamps (beam 5) and fixed here so every run cuts the same audio.
 - ``human-zh``: ``shared/audio/zh/*.wav`` with the texts of its README.
+- ``kokoro-zh``: the twelve everyday sentences of `avatar bench tts-zh` spoken by the embedded
+  Mandarin TTS (Kokoro) in two voices, 0.4 s of silence before and 0.1 s after: two real clips are
+  too few to compare Mandarin decodes (one character is three points of CER).
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ from avatar.audio.pcm import PcmAudio
 
 if TYPE_CHECKING:
     from avatar.engines.hub import EngineHub
+    from avatar.models.store import ModelStore
 
 RATE = 16_000
+KOKORO_ZH_VOICES = ("jf_gongitsune", "jf_alpha")  # the default Mandarin voice and a second one
 BECKETT = [
     (0.00, 1.31, "Ever tried."),
     (1.31, 2.74, "Ever failed."),
@@ -109,6 +114,26 @@ async def questions(hub: EngineHub) -> list[Sample]:
         Sample("questions", f"{c.voice}#{i % 5 + 1}", "en", c.text, _pcm16(c.pcm))
         for i, c in enumerate(clips)
     ]
+
+
+async def kokoro_zh(models: ModelStore) -> list[Sample]:
+    """The `bench tts-zh` sentences in ``KOKORO_ZH_VOICES``, with silence around as a mic has it."""
+    from avatar.bench.tts_zh import SENTENCES, speak
+    from avatar.engines.tts.kokoro import DEFAULT_MODEL, KokoroTts
+
+    model = models.path(DEFAULT_MODEL)
+    out = []
+    for voice in KOKORO_ZH_VOICES:
+        engine = KokoroTts(model, voice=voice)
+        engine.load()
+        for i, text in enumerate(SENTENCES):
+            audio, _, _ = await speak(engine, text)
+            speech = soxr.resample(audio.samples, audio.sample_rate, RATE).astype(np.float32)
+            lead, tail = np.zeros(int(0.4 * RATE)), np.zeros(int(0.1 * RATE))
+            clip = np.concatenate([lead, speech, tail]).astype(np.float32)
+            out.append(Sample("kokoro-zh", f"{voice}#{i + 1}", "zh", text, clip))
+        getattr(engine, "shutdown", engine.unload)()
+    return out
 
 
 def _pcm16(pcm: bytes) -> np.ndarray:

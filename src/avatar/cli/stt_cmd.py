@@ -19,7 +19,7 @@ from rich.table import Table
 from avatar.cli.console import console, err_console, settings, user_errors
 from avatar.errors import ConfigError
 
-GROUPS = ("questions", "human-en", "human-zh")
+GROUPS = ("questions", "human-en", "human-zh", "kokoro-zh")
 
 
 @user_errors
@@ -98,6 +98,8 @@ def _samples(groups: list[str], hub: object, zh_dir: Path) -> list:
         out += stt_set.human_en()
     if "human-zh" in groups:
         out += stt_set.human_zh(zh_dir)
+    if "kokoro-zh" in groups:
+        out += asyncio.run(stt_set.kokoro_zh(hub.models))  # type: ignore[attr-defined]
     return out
 
 

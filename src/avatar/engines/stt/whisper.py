@@ -203,7 +203,8 @@ def decode(
     A language detected on the short window with less than ``MIN_LANGUAGE_P`` is checked by the
     padded pass, unless it is the ``likely`` one (the conversation's so far): a short "Try again."
     is English at 0.58, and the user who spoke English a moment ago most likely still does.
-    English (given or likely) is decoded from just before its first sound (``without_lead``)."""
+    English (given or likely) is decoded from just before its first sound (``without_lead``);
+    Mandarin's trimmed decode searches with a beam (``TRIMMED_BEAM``)."""
     reason = rejected = None
     cut_lead = trim and (language or likely) in wt.LEAD_TRIMMED
     speech = wt.without_lead(samples) if cut_lead else samples
@@ -214,9 +215,8 @@ def decode(
         if reason is None:
             tokenizer = _tokenizer(model, lang)
             duration = len(speech) / SAMPLE_RATE
-            result = wt.decode_trimmed(
-                model, encoder_output, lang, tokenizer, _options(tokenizer, beam), duration
-            )
+            options = _options(tokenizer, max(beam, wt.TRIMMED_BEAM.get(lang, 1)))
+            result = wt.decode_trimmed(model, encoder_output, lang, tokenizer, options, duration)
             if result.text is not None:
                 return Decoded(lang, result.text, result.no_speech_prob, True)
             reason, rejected = result.reason, result.rejected

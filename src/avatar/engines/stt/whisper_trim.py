@@ -27,6 +27,12 @@ LEAD_KEPT_S, LEAD_DB = 0.3, 40.0  # silence kept before the first sound; what co
 # a question on 20 benchmark clips, 10.3 without the lead; 299 -> 178 ms on this 2-core AMD
 # VM). Mandarin read worse without it ("希老女以后" for "希望你以后", ../shared/audio/zh): kept.
 LEAD_TRIMMED = frozenset({"en"})
+# Languages whose trimmed decode searches with a beam of this width instead of greedily. Mandarin:
+# on 26 clips (24 Kokoro sentences, 2 human recordings) greedy trimmed read CER 16.5 % against the
+# padded decode's 12.5 %, more than the 1 point allowed; a beam of 5 reads 12.0 % for ~130 ms more
+# a 3 s question on this 2-core AMD VM (docs/BENCHMARKS.md, round 7). English is already as good
+# trimmed and greedy as padded, and keeps its latency.
+TRIMMED_BEAM = {"zh": 5}
 MAX_FRAMES = 3000  # Whisper's window; longer audio takes the padded path
 # Token budget = BASE + PER_S * duration. Mandarin runs ~6-8 tokens/s and English ~3-5, so an
 # utterance that needs more is looping; the budget also bounds what a loop can cost.
