@@ -71,8 +71,15 @@ class LiveServer:
 
 
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    # No first-turn warm-up unless a test asks for it: it would take scripted engines through a
+    # turn of their own (tests/test_first_turn_warmup.py covers it)
+    server = {"warm_up": False, **dict(overrides.pop("server", None) or {})}  # type: ignore[call-overload]
     return load_settings(
-        data_dir=data_dir, api_token=TEST_TOKEN, models={"cache_dir": MODEL_CACHE}, **overrides
+        data_dir=data_dir,
+        api_token=TEST_TOKEN,
+        models={"cache_dir": MODEL_CACHE},
+        server=server,
+        **overrides,
     )
 
 

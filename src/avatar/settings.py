@@ -22,6 +22,11 @@ class ServerSettings(BaseModel):
     host: str = Field("127.0.0.1", description="Bind address; loopback by default.")
     port: int = Field(8000, ge=1, le=65535, description="TCP port.")
     preload: bool = Field(True, description="Load the configured models before serving.")
+    warm_up: bool = Field(
+        True,
+        description="After preloading, take the engines once through a spoken turn so the"
+        " first question is answered as fast as the rest (a second or two at start).",
+    )
     allowed_hosts: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "localhost", "[::1]"],
         description="Host header allowlist (DNS-rebinding guard); '*' disables it.",

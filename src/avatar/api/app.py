@@ -36,6 +36,7 @@ from avatar.api.ws.shared_slots import session_slots
 from avatar.engines.hub import EngineHub
 from avatar.services.integrity import DEFAULT_GRACE_S, sweep
 from avatar.services.recorder import StorageTurnRecorder
+from avatar.services.system import warm_first_turn
 from avatar.services.voices import ProfileVoices
 from avatar.settings import Settings
 from avatar.storage import AudioStore, Database
@@ -102,6 +103,8 @@ def create_app(settings: Settings, hub: EngineHub | None = None) -> FastAPI:
         app.state.avatar = state
         if settings.server.preload:
             await asyncio.to_thread(state.hub.preload, None, _log_step)
+            if settings.server.warm_up:
+                log.info("first-turn warm-up: %s", await warm_first_turn(state.hub))
         try:
             yield
         finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import logging
 import os
 import platform
 import time
@@ -31,6 +32,8 @@ _VERSIONS = (
     "sqlalchemy",
     "torch",
 )
+
+log = logging.getLogger(__name__)
 
 
 def _version(package: str) -> str | None:
@@ -120,6 +123,47 @@ async def warmup(hub: EngineHub) -> dict[str, Any]:
         except AvatarError as exc:
             results.append({"slot": slot, "ok": False, "error": str(exc), "code": exc.code})
     return {"took_s": round(time.perf_counter() - start, 3), "steps": results}
+
+
+# What the start-up warm-up says and hears, by the language the server expects first.
+_FIRST_WORDS = {"en": "Hello, what time is it?", "zh": "你好，现在几点了？"}
+
+
+async def warm_first_turn(hub: EngineHub) -> dict[str, Any]:
+    """Take the engines once through a spoken turn, so the first question is answered as fast
+    as the ones after it: the voice speaks a question and Whisper hears it (the trimmed path),
+    the chat model reads it for the end of turn and starts a voice reply, then reads the system
+    prompt ahead as a session's first turn will need it. On the 2-core VM the first question
+    after start took 811-958 ms voice to voice without this and 690-748 ms with it (later
+    questions 540-700 ms; docs/BENCHMARKS.md, round 7). Failures are logged, never raised: a
+    server whose warm-up failed still serves."""
+    from avatar.audio.resample import resample
+    from avatar.engines.base import read_ahead, text_end_of_turn
+    from avatar.engines.cpu_turns import CpuTurns
+    from avatar.pipeline.context import ConversationContext
+
+    language = (hub.settings.stt.language or "en").split("-")[0]
+    words = _FIRST_WORDS.get(language, _FIRST_WORDS["en"])
+    llm = hub.settings.llm
+    context = ConversationContext(llm.system_prompt, llm.context_tokens // 2, hub.llm.count_tokens)
+    context.language = language
+    start = time.perf_counter()
+    try:
+        spoken: PcmAudio | None = None
+        async for chunk in hub.tts("fast").synthesize_stream(words, language=language):
+            spoken = chunk if spoken is None else spoken.concat(chunk)
+        if spoken is not None:
+            await hub.stt.transcribe(resample(spoken, 16_000))
+        messages = context.with_user(words)
+        await text_end_of_turn(hub.llm, messages)
+        options = GenerationOptions(max_tokens=4, cpu_turns=CpuTurns())
+        async for _ in hub.llm.stream_chat(messages, options):
+            pass
+        await read_ahead(hub.llm, context.messages())
+    except Exception as exc:  # noqa: BLE001 - a warm-up must not stop the server
+        log.warning("the first-turn warm-up failed: %s", exc)
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "took_s": round(time.perf_counter() - start, 3)}
 
 
 async def _first_token(hub: EngineHub) -> None:
