@@ -145,10 +145,12 @@ async def warm_first_turn(hub: EngineHub) -> dict[str, Any]:
     language = (hub.settings.stt.language or "en").split("-")[0]
     words = _FIRST_WORDS.get(language, _FIRST_WORDS["en"])
     llm = hub.settings.llm
-    context = ConversationContext(llm.system_prompt, llm.context_tokens // 2, hub.llm.count_tokens)
-    context.language = language
     start = time.perf_counter()
     try:
+        context = ConversationContext(
+            llm.system_prompt, llm.context_tokens // 2, hub.llm.count_tokens
+        )
+        context.language = language
         spoken: PcmAudio | None = None
         async for chunk in hub.tts("fast").synthesize_stream(words, language=language):
             spoken = chunk if spoken is None else spoken.concat(chunk)
