@@ -76,6 +76,10 @@ def no_rate_limits(live_server: LiveServer) -> Iterator[None]:
         limits.enabled = was
 
 
+# The run's own limit, not the suite's 300 s: a random seed may draw chat requests that generate
+# up to their token limit (one such run took over 300 s in the whole suite on 2 cores; alone,
+# the same test takes ~2 minutes).
+@pytest.mark.timeout(1500)
 def test_api_conforms_to_its_schema(
     live_server: LiveServer, no_rate_limits: None, tmp_path: Path
 ) -> None:
