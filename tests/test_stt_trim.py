@@ -265,8 +265,12 @@ def test_mandarin_reads_as_well_trimmed_as_padded(model: Any) -> None:
     trimmed = decode(model, samples, None, 1, trim=True)
     padded = decode(model, samples, None, 1, trim=False)
 
+    after_english = decode(model, samples, None, 1, trim=True, likely="en")
+
     assert trimmed.trimmed and trimmed.language == padded.language == "zh"
     assert units(trimmed.text, "zh")[:5] == reference[:5]  # 希望你以后
+    # a user who spoke English before: the clip still keeps its lead (洗澡你 without it)
+    assert units(after_english.text, "zh")[:5] == reference[:5]
     errors = {
         name: edit_distance(reference, units(out.text, "zh"))
         for name, out in (("trimmed", trimmed), ("padded", padded))

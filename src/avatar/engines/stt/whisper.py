@@ -203,7 +203,8 @@ def decode(
     A language detected on the short window with less than ``MIN_LANGUAGE_P`` is checked by the
     padded pass, unless it is the ``likely`` one (the conversation's so far): a short "Try again."
     is English at 0.58, and the user who spoke English a moment ago most likely still does.
-    English (given or likely) is decoded from just before its first sound (``without_lead``);
+    English (given or likely) is decoded from just before its first sound (``without_lead``),
+    unless the cut window turns out to be another language;
     Mandarin's trimmed decode searches with a beam (``TRIMMED_BEAM``)."""
     reason = rejected = None
     cut_lead = trim and (language or likely) in wt.LEAD_TRIMMED
@@ -211,6 +212,12 @@ def decode(
     if trim and wt.trimmable(speech):
         encoder_output = model.encode(wt.window(model, speech))
         lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
+        if lang not in wt.LEAD_TRIMMED and len(speech) < len(samples) and wt.trimmable(samples):
+            # The user switched from English: this language keeps its lead (Mandarin after an
+            # English turn read 洗澡你 for 希望你 without it). One more encoder pass, only then.
+            speech = samples
+            encoder_output = model.encode(wt.window(model, speech))
+            lang, p = wt.detect_language(model, encoder_output)
         reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P and lang != likely else None
         if reason is None:
             tokenizer = _tokenizer(model, lang)
