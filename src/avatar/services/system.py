@@ -141,6 +141,7 @@ async def warm_first_turn(hub: EngineHub) -> dict[str, Any]:
     from avatar.engines.base import read_ahead, text_end_of_turn
     from avatar.engines.cpu_turns import CpuTurns
     from avatar.pipeline.context import ConversationContext
+    from avatar.services.speech import say
 
     language = (hub.settings.stt.language or "en").split("-")[0]
     words = _FIRST_WORDS.get(language, _FIRST_WORDS["en"])
@@ -151,11 +152,8 @@ async def warm_first_turn(hub: EngineHub) -> dict[str, Any]:
             llm.system_prompt, llm.context_tokens // 2, hub.llm.count_tokens
         )
         context.language = language
-        spoken: PcmAudio | None = None
-        async for chunk in hub.tts("fast").synthesize_stream(words, language=language):
-            spoken = chunk if spoken is None else spoken.concat(chunk)
-        if spoken is not None:
-            await hub.stt.transcribe(resample(spoken, 16_000))
+        spoken = await say(hub, words, language=language)
+        await hub.stt.transcribe(resample(spoken, 16_000))
         messages = context.with_user(words)
         await text_end_of_turn(hub.llm, messages)
         options = GenerationOptions(max_tokens=4, cpu_turns=CpuTurns())
