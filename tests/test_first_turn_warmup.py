@@ -23,6 +23,7 @@ def _first_conversation(hub: EngineHub, prompt: str) -> ConversationContext:
 
 
 async def test_the_first_turn_finds_the_system_prompt_read(tmp_path: Path, hub: EngineHub) -> None:
+    hub.load("llm")  # through the hub, as the server does (its load time is recorded)
     # Another conversation in the model's cache, as after a session with another prompt
     other = _first_conversation(hub, "You are a pirate. Say arr.")
     other.language = None
