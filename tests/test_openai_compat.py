@@ -132,7 +132,10 @@ async def test_m4a_and_aac_are_transcribed(client, sentence_wav) -> None:
     again = await client.audio.transcriptions.create(
         file=("reply.aac", speech.content), model="whisper-1"
     )
-    assert len(words(again.text) & words(SENTENCE)) >= 7, again.text
+    # The server's Piper draws fresh noise on every call, and greedy Whisper reads about one
+    # realisation in twenty a word or two off ("The quit-bram fox", "jumped"): 20 tries here gave
+    # 8, 7 or 6 of the 8 words. A broken ADTS stream gives none.
+    assert len(words(again.text) & words(SENTENCE)) >= 5, again.text
 
 
 async def test_verbose_json_has_timed_segments_and_words(client, sentence_wav) -> None:
