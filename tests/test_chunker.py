@@ -313,6 +313,14 @@ def test_chunks_do_not_depend_on_the_delta_split(sample: tuple[str, list[str]]) 
     assert chunk(deltas) == chunk([text])
 
 
+def test_a_line_cut_before_its_end_is_not_read_as_a_rule() -> None:
+    """Found by the property test: "- - - -" alone is a horizontal rule, but this line goes on
+    past the forced cut as "-hello", so it is text."""
+    text = " -  -  -  - -hello"
+    chunks = chunk([text], max_chars=12)
+    assert squash("".join(chunks)) == squash(clean_for_speech(text)) == "----hello"
+
+
 def test_a_forced_cut_never_splits_a_code_fence() -> None:
     """Found by the property test in CI: a fence right after a newline, past max_chars."""
     text = ".  \n\n```hello"

@@ -63,11 +63,15 @@ MAYBE_END = frozenset((
 _DOTTED = re.compile(r"(?:[a-z]\.)+[a-z]")
 _COMPLETE_TOKEN = re.compile(r"\S+(?=\s)")
 
+_LINE_MARKER = r"^[ \t]*(?:#{1,6}|>+|[-+*•]|\d{1,3}[.)])"  # headings, quotes, list items
 _LINE_RULES = [
     re.compile(r"^[ \t]*(?:```|~~~).*$", re.M),  # code fence lines
     re.compile(r"^[ \t]*([-*_=])(?:[ \t]*\1){2,}[ \t]*$", re.M),  # horizontal rules
-    re.compile(r"^[ \t]*(?:#{1,6}|>+|[-+*•]|\d{1,3}[.)])(?=\s|$)", re.M),  # headings, lists
+    re.compile(_LINE_MARKER + r"(?=\s|$)", re.M),
 ]
+# A line that goes on in the next piece: its marker is one only if a space follows it ("- - -"
+# may go on as "- - -hello", which is text), and whole-line rules wait for the line's end.
+_OPEN_LINE_MARKER = re.compile(_LINE_MARKER + r"(?=\s)")
 _LINK = re.compile(r"!?\[([^\]\n]*)\]\([^)\s]*\)")
 _EMOJI = re.compile(
     "\\s*[\U0001f000-\U0001faff\U00002600-\U000027bf\U0001f1e6-\U0001f1ff\ufe0f\u200d\u20e3]+"
@@ -92,25 +96,31 @@ def clean_for_speech(text: str, *, strip_emoji: bool = True) -> str:
     Keeps link texts, inline code contents, numbers, URLs and e-mail addresses; collapses
     whitespace.
     """
-    return _clean(text, starts_line=True, strip_emoji=strip_emoji)
+    return _clean(text, starts_line=True, next_text="", strip_emoji=strip_emoji)
 
 
-def _clean(text: str, *, starts_line: bool, strip_emoji: bool) -> str:
-    if starts_line:
-        text = _apply_line_rules(text)
-    else:
-        head, newline, tail = text.partition("\n")
-        text = head + newline + _apply_line_rules(tail)
+def _clean(text: str, *, starts_line: bool, next_text: str, strip_emoji: bool) -> str:
+    """``text`` cleaned as a piece of a reply: its first line may have begun in the piece before
+    (``starts_line`` False), and its last goes on in ``next_text`` unless it ends with a newline."""
+    text = _apply_line_rules(text, starts_line=starts_line, next_text=next_text)
     text = _LINK.sub(r"\1", text).replace("*", "").replace("`", "")
     if strip_emoji:
         text = _EMOJI.sub("", text)
     return _SPACES.sub(" ", text).strip()
 
 
-def _apply_line_rules(text: str) -> str:
+def _apply_line_rules(text: str, *, starts_line: bool, next_text: str) -> str:
+    head, newline, rest = ("", "", text) if starts_line else text.partition("\n")
+    if not starts_line and not newline:
+        return text  # wholly inside a line that began earlier
+    open_line = ""
+    if next_text and not text.endswith("\n"):
+        whole, last_newline, open_line = rest.rpartition("\n")
+        rest = whole + last_newline
+        open_line = _OPEN_LINE_MARKER.sub("", open_line + next_text[0])[:-1]
     for rule in _LINE_RULES:
-        text = rule.sub("", text)
-    return text
+        rest = rule.sub("", rest)
+    return head + newline + rest + open_line
 
 
 class TextChunker:
@@ -266,7 +276,12 @@ class TextChunker:
 
     def _emit(self, end: int) -> list[str]:
         raw, self._buf = self._buf[:end], self._buf[end:]
-        chunk = _clean(raw, starts_line=self._line_start, strip_emoji=self.strip_emoji)
+        chunk = _clean(
+            raw,
+            starts_line=self._line_start,
+            next_text=self._buf,
+            strip_emoji=self.strip_emoji,
+        )
         self._line_start = raw.endswith("\n")
         if not chunk:
             return []
