@@ -233,6 +233,38 @@ def test_turn_language_checks_whisper_against_the_script() -> None:
     assert turn_language("zh-TW", "en", "hello") == "zh-TW"  # the override wins
 
 
+# --- a new conversation expects the language of the last one ---------------------------------
+
+
+@pytest.fixture(scope="module")
+def scripted_mandarin(
+    tmp_path_factory: pytest.TempPathFactory, model_store
+) -> Iterator[tuple[LiveServer, ScriptedStt]]:
+    """Real VAD, endpointing and storage; an STT engine that hears Mandarin and keeps the
+    likely language it was told on each call."""
+    settings = make_settings(tmp_path_factory.mktemp("likely"), server={"preload": False})
+    stt = ScriptedStt("希望你以后能够顺顺利利。", language="zh")
+    engines = {"llm": ScriptedChat("好的。"), "tts.fast": ToneTts(), "stt": stt}
+    with live_app(settings, models=model_store, engines=engines) as served:
+        yield served, stt
+
+
+async def test_a_new_conversation_expects_the_language_of_the_last(scripted_mandarin) -> None:
+    """Whisper trusts a doubtful detection only of the likely language; a conversation's first
+    turn takes it from the newest stored turn (none yet: detect)."""
+    server, stt = scripted_mandarin
+    told = []
+    for _ in range(2):
+        async with connect(server) as ws:
+            client = ChatClient(ws)
+            await started(client)
+            first_call = len(stt.likely)
+            turn = await one_turn(client, recording("hope"))
+            assert turn["end"]["type"] == "turn_end" and turn["reply"] == "好的。", turn
+            told.append(stt.likely[first_call])
+    assert told == [None, "zh"]
+
+
 # --- a turn never vanishes: recognition that hears nothing in long speech is reported ---------
 
 

@@ -58,3 +58,27 @@ def test_with_chinese_script() -> None:
     assert with_chinese_script("zh", None) == "zh"
     assert with_chinese_script("en", "traditional") == "en"
     assert with_chinese_script("zh-CN", "traditional") == "zh-CN"  # a configured region wins
+
+
+async def test_the_first_turn_is_heard_with_the_last_conversations_language(tmp_path) -> None:
+    """Whisper trusts a doubtful detection of the likely language instead of decoding again
+    padded: a new conversation takes the server's last one's (stored as zh-TW here)."""
+    stt = ScriptedStt(QUESTION_HANS, language="zh")
+    harness = TurnHarness(
+        make_settings(tmp_path, server={"preload": False}),
+        llm=ScriptedChat(REPLY_HANS, interval_s=0.02),
+        tts=ToneTts(ms_per_word=250),
+        stt=stt,
+        likely_language="zh-TW",
+    )
+    async with harness as h:
+        await h.speak(1.5)
+        await h.silence(1.0)
+        await h.until(TurnEnd)
+        first_turn = len(stt.likely)
+        await h.session.configure(ConfigChange(language="auto"))  # the user starts over
+        await h.speak(1.5)
+        await h.silence(1.0)
+        await h.until(TurnEnd)
+    assert stt.likely[0] == "zh"
+    assert stt.likely[first_turn] is None  # a language set or reset by the user drops the guess

@@ -332,6 +332,17 @@ def _downgrade_to(connection: Connection, revision: str) -> None:
     command.downgrade(config, revision)
 
 
+async def test_last_language_is_the_newest_turns(db: Database) -> None:
+    async with db.read() as session:
+        assert await Conversations(session).last_language() is None  # nothing stored yet
+    first, second = await new_session(db), await new_session(db)
+    await add(db, first, "你好", "你好！", language="zh-TW")
+    await add(db, second, "Hi", "Hello!", language="en")
+    await add(db, first, "typed", "ok")  # a turn without a language does not count
+    async with db.read() as session:
+        assert await Conversations(session).last_language() == "en"
+
+
 async def test_concurrent_add_turn_assigns_distinct_indexes(db: Database) -> None:
     sid = await new_session(db)
     indexes = await asyncio.gather(*(add(db, sid, f"question {i}") for i in range(20)))

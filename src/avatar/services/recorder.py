@@ -26,6 +26,11 @@ class StorageTurnRecorder:
     def __init__(self, db: Database, audio: AudioStore) -> None:
         self.db, self.audio = db, audio
 
+    async def last_language(self) -> str | None:
+        """The language of the newest stored turn: what a new conversation most likely speaks."""
+        async with self.db.read() as session:
+            return await Conversations(session).last_language()
+
     async def mark_interrupted(
         self, session_id: str, index: int, heard_text: str, heard_ms: float | None = None
     ) -> None:

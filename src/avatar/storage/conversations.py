@@ -191,6 +191,16 @@ class Conversations:
             raise NotFound(f"turn {index} of session {session_id!r} not found")
         return row
 
+    async def last_language(self) -> str | None:
+        """The language of the newest turn that has one (None before any)."""
+        query = (
+            select(TurnRow.language)
+            .where(TurnRow.language.is_not(None))
+            .order_by(TurnRow.id.desc())
+            .limit(1)
+        )
+        return (await self.session.execute(query)).scalar_one_or_none()
+
     async def list_sessions(self, page: int = 1, page_size: int = 20) -> Page[ConversationRow]:
         """Sessions, most recently active first."""
         offset = check_paging(page, page_size)

@@ -47,6 +47,7 @@ class TurnHarness:
         tts: Any = None,
         turn: Any = None,
         config: SessionConfig | None = None,
+        likely_language: str | None = None,
     ) -> None:
         self.clock = FakeClock()
         if turn is None:  # no acoustic end-of-turn model unless one is given
@@ -68,6 +69,7 @@ class TurnHarness:
             recorder=self.recorder,
             clock=self.clock,
             new_vad=ScriptedVad,
+            likely_language=likely_language,
         )
 
     async def __aenter__(self) -> TurnHarness:

@@ -101,6 +101,7 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
         recorder=state.services.recorder,
         voices=state.services.voices,
         on_turn_end=state.services.metrics.observe,
+        likely_language=await _last_language(state),
     )
     session.websocket = ws
     state.open_sessions[session_id] = session
@@ -132,6 +133,15 @@ async def _serve(ws: WebSocket, state: AppState) -> None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(sender, 2.0)
         sender.cancel()
+
+
+async def _last_language(state: AppState) -> str | None:
+    """The newest stored turn's language; None (detect) when the history cannot be read."""
+    try:
+        return await state.services.recorder.last_language()
+    except Exception:
+        log.warning("could not read the last conversation's language", exc_info=True)
+        return None
 
 
 async def _receive_loop(ws: WebSocket, session: VoiceSession, send: Any, idle_s: float) -> None:
