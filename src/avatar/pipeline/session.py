@@ -329,6 +329,10 @@ class VoiceSession:
         try:
             if turn.user_audio is not None:
                 text = await self._transcribe(turn, turn.user_audio, output)
+            if turn.language:
+                # The end-of-turn pass reads the system prompt the reply will: the chat model's
+                # cache then holds one prompt, not two that differ from their 15th token on.
+                self.context.language = turn.language
             if output.held:
                 await self._held_transcript(text, output)
             if text is None:

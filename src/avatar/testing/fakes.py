@@ -40,7 +40,8 @@ class _Loaded:
 
 
 class ScriptedChat(_Loaded):
-    """Streams ``reply`` word by word, one word every ``interval_s``; may fail after k words."""
+    """Streams ``reply`` word by word, one word every ``interval_s``; may fail after k words.
+    ``prompts`` keeps the messages of every call."""
 
     capabilities = LlmCapabilities(streaming=True)
 
@@ -55,10 +56,12 @@ class ScriptedChat(_Loaded):
         self.reply, self.interval_s, self.first_token_s = reply, interval_s, first_token_s
         self.fail_after = fail_after
         self.produced = 0  # words yielded, across calls (lets tests see cancellation)
+        self.prompts: list[list[ChatMessage]] = []
 
     async def stream_chat(
         self, messages: Sequence[ChatMessage], options: GenerationOptions
     ) -> AsyncIterator[str]:
+        self.prompts.append(list(messages))
         await self.clock.sleep(self.first_token_s)
         for i, word in enumerate(self.reply.split(" ")):
             if self.fail_after is not None and i >= self.fail_after:
@@ -73,17 +76,20 @@ class ScriptedChat(_Loaded):
 
 class ScriptedTurnChat(ScriptedChat):
     """A :class:`ScriptedChat` that also gives the text end-of-turn probability: one value per
-    call in turn (the last repeats); ``asked`` keeps the user's words of every call, and
-    ``read_ahead_of`` the conversations it was asked to read ahead."""
+    call in turn (the last repeats); ``asked`` keeps the user's words of every call,
+    ``asked_with`` its messages, and ``read_ahead_of`` the conversations it was asked to read
+    ahead."""
 
     def __init__(self, reply: str, end_of_turn: float | Sequence[float], **timing: float) -> None:
         super().__init__(reply, **timing)  # type: ignore[arg-type]
         self.script = [end_of_turn] if isinstance(end_of_turn, float) else list(end_of_turn)
         self.asked: list[str] = []
+        self.asked_with: list[list[ChatMessage]] = []
         self.read_ahead_of: list[list[ChatMessage]] = []
 
     async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
         self.asked.append(messages[-1].content)
+        self.asked_with.append(list(messages))
         return self.script[min(len(self.asked), len(self.script)) - 1]
 
     async def read_ahead(self, messages: Sequence[ChatMessage]) -> int:
