@@ -162,8 +162,12 @@ def test_a_doubtful_language_that_the_conversation_speaks_is_taken(model: Any) -
     in_english = decode(model, clip.samples, None, 1, likely="en")
     assert in_english.trimmed and in_english.language == "en"
     assert units(in_english.text, "en") == ["try", "again"]
+    # English 0.57, German 0.12, Japanese 0.007: the conversation's language is kept unless
+    # another is LIKELY_WEIGHT (10) times as probable; a doubt against it is checked padded
     in_german = decode(model, clip.samples, None, 1, likely="de")
-    assert in_german.fallback == "uncertain_language"  # a doubt against the conversation: checked
+    assert in_german.trimmed and in_german.language == "de"
+    in_japanese = decode(model, clip.samples, None, 1, likely="ja")
+    assert in_japanese.fallback == "uncertain_language" and in_japanese.language == "en"
 
 
 def test_a_trimmed_decode_that_loops_falls_back_to_padded(
@@ -184,11 +188,39 @@ def test_a_trimmed_decode_that_loops_falls_back_to_padded(
         return real(encoder_output, prompt, tokenizer, options)
 
     monkeypatch.setattr(model, "generate_with_fallback", looping)
+    # the second look (the window read again without timestamps) reads other words
+    monkeypatch.setattr(wt, "_without_timestamps", lambda *_: "Never tried.")
     out = decode(model, clip.samples, "en", 1, trim=True)
 
     assert calls == ["trimmed", "padded"]
     assert not out.trimmed and out.fallback in {"repetition", "token_budget"}
     assert units(out.text, "en") == ["ever", "tried"]
+
+
+def test_a_loop_the_second_look_agrees_with_is_said_once(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The same injected loop, and the real second look: the window decoded again without
+    # timestamps says "Ever tried." (then again, to its budget): the words agree, so the trimmed
+    # decode keeps them once, without the ~0.7 s padded decode.
+    clip = human_en()[0]
+    real = model.generate_with_fallback
+    calls: list[str] = []
+
+    def looping_once(encoder_output: Any, prompt: Any, tokenizer: Any, options: Any) -> Any:
+        calls.append("trimmed" if options.max_new_tokens else "padded")
+        if len(calls) == 1:
+            return _decode_without_timestamps(
+                model, encoder_output, tokenizer, options, clip.duration_s
+            )
+        return real(encoder_output, prompt, tokenizer, options)
+
+    monkeypatch.setattr(model, "generate_with_fallback", looping_once)
+    out = decode(model, clip.samples, "en", 1, trim=True)
+
+    assert calls == ["trimmed", "trimmed"]
+    assert out.trimmed and out.fallback is None and out.text == "Ever tried."
+    assert out.rejected is not None and out.rejected.startswith("Ever tried. Ever tried.")
 
 
 def _decode_without_timestamps(

@@ -43,7 +43,7 @@ class Measure:
     ms: float  # median over repeats
     detect_ms: float  # encoder + language detection only, median
     fell_back: str | None
-    rejected: str | None  # the trimmed text the guard sent back
+    rejected: str | None  # what the trimmed decode first said, when the guard objected
 
 
 def units(text: str, language: str) -> list[str]:

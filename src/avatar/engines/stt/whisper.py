@@ -186,7 +186,7 @@ class Decoded:
     no_speech_prob: float
     trimmed: bool
     fallback: str | None = None  # why the trimmed decode was sent back (guard reason)
-    rejected: str | None = None  # what it had said
+    rejected: str | None = None  # what the trimmed decode first said, when sent back or said again
 
 
 def decode(
@@ -202,7 +202,8 @@ def decode(
 
     A language detected on the short window with less than ``MIN_LANGUAGE_P`` is checked by the
     padded pass, unless it is the ``likely`` one (the conversation's so far): a short "Try again."
-    is English at 0.58, and the user who spoke English a moment ago most likely still does.
+    is English at 0.58, and the user who spoke English a moment ago most likely still does. Both
+    passes keep the likely language unless another is ``LIKELY_WEIGHT`` times as probable.
     English (given or likely) is decoded from just before its first sound (``without_lead``),
     unless the cut window turns out to be another language;
     Mandarin's trimmed decode searches with a beam (``TRIMMED_BEAM``)."""
@@ -211,13 +212,13 @@ def decode(
     speech = wt.without_lead(samples) if cut_lead else samples
     if trim and wt.trimmable(speech):
         encoder_output = model.encode(wt.window(model, speech))
-        lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output)
+        lang, p = (language, 1.0) if language else wt.detect_language(model, encoder_output, likely)
         if lang not in wt.LEAD_TRIMMED and len(speech) < len(samples) and wt.trimmable(samples):
             # The user switched from English: this language keeps its lead (Mandarin after an
             # English turn read 洗澡你 for 希望你 without it). One more encoder pass, only then.
             speech = samples
             encoder_output = model.encode(wt.window(model, speech))
-            lang, p = wt.detect_language(model, encoder_output)
+            lang, p = wt.detect_language(model, encoder_output, likely)
         reason = "uncertain_language" if p < wt.MIN_LANGUAGE_P and lang != likely else None
         if reason is None:
             tokenizer = _tokenizer(model, lang)
@@ -225,11 +226,14 @@ def decode(
             options = _options(tokenizer, max(beam, wt.TRIMMED_BEAM.get(lang, 1)))
             result = wt.decode_trimmed(model, encoder_output, lang, tokenizer, options, duration)
             if result.text is not None:
-                return Decoded(lang, result.text, result.no_speech_prob, True)
+                return Decoded(
+                    lang, result.text, result.no_speech_prob, True, rejected=result.rejected
+                )
             reason, rejected = result.reason, result.rejected
         log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
         log.debug("the trimmed decode had said %r", rejected)
-    lang, segments = _decode_padded(model, model.feature_extractor(samples), language, beam)
+    features = model.feature_extractor(samples)
+    lang, segments = _decode_padded(model, features, language, beam, likely)
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
     no_speech = float(np.mean([s.no_speech_prob for s in segments])) if segments else 1.0
     return Decoded(lang, text, no_speech, False, reason, rejected)
@@ -240,7 +244,7 @@ def _tokenizer(model: Any, language: str) -> Tokenizer:
 
 
 def _decode_padded(
-    model: Any, features: np.ndarray, language: str | None, beam: int
+    model: Any, features: np.ndarray, language: str | None, beam: int, likely: str | None = None
 ) -> tuple[str, list[Any]]:
     """Transcribe with one encoder pass for the first 30 s window, detecting the language from it.
 
@@ -249,7 +253,7 @@ def _decode_padded(
     """
     first = features[:, : min(model.feature_extractor.nb_max_frames, features.shape[-1] - 1)]
     encoder_output = model.encode(pad_or_trim(first))
-    language = language or wt.detect_language(model, encoder_output)[0]
+    language = language or wt.detect_language(model, encoder_output, likely)[0]
     tokenizer = _tokenizer(model, language)
     options = _options(tokenizer, beam)
     segments = list(model.generate_segments(features, tokenizer, options, False, encoder_output))

@@ -39,6 +39,16 @@ MAX_FRAMES = 3000  # Whisper's window; longer audio takes the padded path
 BUDGET_BASE, BUDGET_PER_S = 10, 12.0
 # Below this, the language read off a short trimmed window is a guess: let the padded pass decide.
 MIN_LANGUAGE_P = 0.6
+# The conversation's language (``likely``) is kept unless the audio makes another this many times
+# as probable. Short English was read as another language ("Ever failed." as Dutch at 0.75, English
+# 0.08: answered in Dutch; "How many continents" Latin 0.45, English 0.42); on 26 Mandarin clips
+# after English, English was at most 0.05 of Mandarin's probability, so a switch still shows.
+LIKELY_WEIGHT = 10.0
+# A trimmed decode sent back for these reasons gets a second look before the padded decode: the
+# same encoder output decoded without timestamps. Short utterances ("No matter.", "Try again.")
+# scored low with their timestamp tokens or looped with them; the words both readings agree on are
+# what the padded decode said too, for ~140 ms instead of ~700 (docs/BENCHMARKS.md, round 8).
+SECOND_LOOK = frozenset({"low_logprob", "repetition"})
 # Text that begins this far past the end of the audio lies in the padding, where no speech was.
 # Only where text begins counts: Whisper often closes a segment late, well into the padding, and
 # such a decode is as good as the padded one (Beckett's 1.31 s "Ever tried." was sent back for its
@@ -101,12 +111,22 @@ def token_budget(duration_s: float) -> int:
     return BUDGET_BASE + int(np.ceil(BUDGET_PER_S * duration_s))
 
 
-def detect_language(model: Any, encoder_output: Any) -> tuple[str, float]:
-    """Language and its probability from one decoder step on ``encoder_output``."""
+def detect_language(
+    model: Any, encoder_output: Any, likely: str | None = None
+) -> tuple[str, float]:
+    """Language and its probability from one decoder step on ``encoder_output``: the most
+    probable, or ``likely`` unless that one is ``LIKELY_WEIGHT`` times as probable."""
     if not model.model.is_multilingual:
         return "en", 1.0
-    token, probability = model.model.detect_language(encoder_output)[0][0]
-    return str(token)[2:-2], float(probability)  # "<|en|>" -> "en"
+    ranked = [  # "<|en|>" -> "en", most probable first
+        (str(token)[2:-2], float(p)) for token, p in model.model.detect_language(encoder_output)[0]
+    ]
+    top, probability = ranked[0]
+    if likely is not None and likely != top:
+        kept = next((p for language, p in ranked if language == likely), 0.0)
+        if kept * LIKELY_WEIGHT >= probability:
+            return likely, kept
+    return top, probability
 
 
 def loops(keys: list[object]) -> bool:
@@ -226,6 +246,34 @@ def decode_trimmed(
         # the whole question again into the padding. The sentence itself is what the padded
         # decode gives too (or better): keep it. A loop without segment ends still falls back.
         return TrimmedResult(once_said, language, float(decoded[0].no_speech_prob), None, said)
+    if reason in SECOND_LOOK:
+        again = _without_timestamps(model, encoder_output, tokenizer, options, budget)
+        if again is not None and _words(said).startswith(_words(again)):
+            return TrimmedResult(again, language, float(decoded[0].no_speech_prob), None, said)
     if reason:
         return TrimmedResult(None, language, float(decoded[0].no_speech_prob), reason, said)
     return TrimmedResult(said, language, float(decoded[0].no_speech_prob))
+
+
+def _without_timestamps(
+    model: Any, encoder_output: Any, tokenizer: Any, options: Any, budget: int
+) -> str | None:
+    """The same window decoded again without timestamps: its text, said once, when the guard
+    finds nothing else wrong with it (None otherwise)."""
+    once = dataclasses.replace(
+        options, temperatures=[0.0], max_new_tokens=budget, without_timestamps=True
+    )
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
+    decoded = model.generate_with_fallback(encoder_output, prompt, tokenizer, once)
+    text = [t for t in decoded[0].sequences_ids[0] if t < tokenizer.eot]
+    said = tokenizer.decode(text).strip()
+    reason = guard(token_keys(tokenizer, text), [], budget + 1, decoded, options)
+    if reason == "repetition" or reason == "token_budget":
+        # without timestamps the decoder says a short utterance again and again to its budget
+        return repeated_sentence(said)
+    return said if reason is None and said else None
+
+
+def _words(text: str) -> str:
+    """Lower-case words without punctuation, for comparing two readings of the same audio."""
+    return " ".join(re.findall(r"\w+", text.lower()))
