@@ -176,18 +176,7 @@ def test_a_trimmed_decode_that_loops_falls_back_to_padded(
     # The same real loop, injected where the engine's own trimmed decode would be (with
     # timestamps this clip no longer loops): the padded decode must take over.
     clip = human_en()[0]
-    real = model.generate_with_fallback
-    calls: list[str] = []
-
-    def looping(encoder_output: Any, prompt: Any, tokenizer: Any, options: Any) -> Any:
-        calls.append("trimmed" if options.max_new_tokens else "padded")
-        if options.max_new_tokens:  # only the trimmed decode sets a budget
-            return _decode_without_timestamps(
-                model, encoder_output, tokenizer, options, clip.duration_s
-            )
-        return real(encoder_output, prompt, tokenizer, options)
-
-    monkeypatch.setattr(model, "generate_with_fallback", looping)
+    calls = _first_reading_loops(model, monkeypatch, clip.duration_s)
     # the second look (the window read again without timestamps) reads other words
     monkeypatch.setattr(wt, "_without_timestamps", lambda *_: "Never tried.")
     out = decode(model, clip.samples, "en", 1, trim=True)
@@ -204,23 +193,28 @@ def test_a_loop_the_second_look_agrees_with_is_said_once(
     # timestamps says "Ever tried." (then again, to its budget): the words agree, so the trimmed
     # decode keeps them once, without the ~0.7 s padded decode.
     clip = human_en()[0]
-    real = model.generate_with_fallback
-    calls: list[str] = []
-
-    def looping_once(encoder_output: Any, prompt: Any, tokenizer: Any, options: Any) -> Any:
-        calls.append("trimmed" if options.max_new_tokens else "padded")
-        if len(calls) == 1:
-            return _decode_without_timestamps(
-                model, encoder_output, tokenizer, options, clip.duration_s
-            )
-        return real(encoder_output, prompt, tokenizer, options)
-
-    monkeypatch.setattr(model, "generate_with_fallback", looping_once)
+    calls = _first_reading_loops(model, monkeypatch, clip.duration_s)
     out = decode(model, clip.samples, "en", 1, trim=True)
 
     assert calls == ["trimmed", "trimmed"]
     assert out.trimmed and out.fallback is None and out.text == "Ever tried."
     assert out.rejected is not None and out.rejected.startswith("Ever tried. Ever tried.")
+
+
+def _first_reading_loops(model: Any, monkeypatch: pytest.MonkeyPatch, duration_s: float) -> list:
+    """The trimmed decode's first reading loops (the clip decoded without timestamps); later
+    decodes run as they would. Returns the decodes made, "trimmed" or "padded", as they come."""
+    real = model.generate_with_fallback
+    calls: list[str] = []
+
+    def looping_once(encoder_output: Any, prompt: Any, tokenizer: Any, options: Any) -> Any:
+        calls.append("trimmed" if options.max_new_tokens else "padded")  # only trimmed budgets
+        if len(calls) == 1:
+            return _decode_without_timestamps(model, encoder_output, tokenizer, options, duration_s)
+        return real(encoder_output, prompt, tokenizer, options)
+
+    monkeypatch.setattr(model, "generate_with_fallback", looping_once)
+    return calls
 
 
 def _decode_without_timestamps(
