@@ -346,6 +346,18 @@ def test_bench_stt_refuses_bad_input_and_writes_nothing(
     assert not out.exists()
 
 
+def test_a_second_reading_agrees_only_with_the_same_words() -> None:
+    assert wt.said_once("No matter.", "no matter")
+    assert wt.said_once("try again try again try again try", "Try again.")
+    assert wt.said_once("Ever tried. Ever tried. Ever tri", "Ever tried.")
+    assert not wt.said_once("Fair better", "Fail better.")
+    assert not wt.said_once("No matter.", "No.")  # a part of it is not what was said
+    assert not wt.said_once("No matter.", "No matter, again.")
+    assert not wt.said_once("No matter.", "...")
+    assert wt.said_once("你好吗你好吗你", "你好吗？")  # Han characters count one by one
+    assert not wt.said_once("你好吗", "你好")
+
+
 def test_a_question_said_twice_keeps_its_first_saying() -> None:
     # what trimmed decodes of 4 of the 10 benchmark questions said (docs/benchmarks/stt.json)
     assert wt.repeated_sentence("What do bees make? What do bees make?") == "What do bees make?"

@@ -248,7 +248,7 @@ def decode_trimmed(
         return TrimmedResult(once_said, language, float(decoded[0].no_speech_prob), None, said)
     if reason in SECOND_LOOK:
         again = _without_timestamps(model, encoder_output, tokenizer, options, budget)
-        if again is not None and _words(said).startswith(_words(again)):
+        if again is not None and said_once(said, again):
             return TrimmedResult(again, language, float(decoded[0].no_speech_prob), None, said)
     if reason:
         return TrimmedResult(None, language, float(decoded[0].no_speech_prob), reason, said)
@@ -274,6 +274,24 @@ def _without_timestamps(
     return said if reason is None and said else None
 
 
-def _words(text: str) -> str:
-    """Lower-case words without punctuation, for comparing two readings of the same audio."""
-    return " ".join(re.findall(r"\w+", text.lower()))
+def said_once(first: str, again: str) -> bool:
+    """Whether ``again`` says what ``first`` said: the same words, or ``first`` saying them over
+    and over (a loop, maybe cut short). Case and punctuation aside."""
+    unit, words = _words(again), _words(first)
+    if not unit or words[: len(unit)] != unit:
+        return False
+    while words[: len(unit)] == unit:
+        words = words[len(unit) :]
+    if not words:
+        return True
+    said = unit[: len(words)]  # what is left: the start of one more saying, its last word cut
+    return len(said) == len(words) and said[:-1] == words[:-1] and said[-1].startswith(words[-1])
+
+
+_CJK = "\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # written without spaces
+_WORD = re.compile(f"[{_CJK}]|[^\\W{_CJK}]+")
+
+
+def _words(text: str) -> list[str]:
+    """Words without punctuation or case; each Han or kana character counts as one."""
+    return _WORD.findall(text.lower())
