@@ -221,11 +221,7 @@ def decode_trimmed(
     often says the utterance again ("Ever tried. Ever tried. Ever tried...").
     """
     budget = token_budget(duration_s)
-    once = dataclasses.replace(
-        options, temperatures=[0.0], max_new_tokens=budget, without_timestamps=False
-    )
-    prompt = model.get_prompt(tokenizer, [], without_timestamps=False)
-    decoded = model.generate_with_fallback(encoder_output, prompt, tokenizer, once)
+    decoded = _decode_once(model, encoder_output, tokenizer, options, budget, timestamps=True)
     tokens = decoded[0].sequences_ids[0]
     text = [t for t in tokens if t < tokenizer.eot]
     precision = model.time_precision
@@ -260,11 +256,7 @@ def _without_timestamps(
 ) -> str | None:
     """The same window decoded again without timestamps: its text, said once, when the guard
     finds nothing else wrong with it (None otherwise)."""
-    once = dataclasses.replace(
-        options, temperatures=[0.0], max_new_tokens=budget, without_timestamps=True
-    )
-    prompt = model.get_prompt(tokenizer, [], without_timestamps=True)
-    decoded = model.generate_with_fallback(encoder_output, prompt, tokenizer, once)
+    decoded = _decode_once(model, encoder_output, tokenizer, options, budget, timestamps=False)
     text = [t for t in decoded[0].sequences_ids[0] if t < tokenizer.eot]
     said = tokenizer.decode(text).strip()
     reason = guard(token_keys(tokenizer, text), [], budget + 1, decoded, options)
@@ -272,6 +264,18 @@ def _without_timestamps(
         # without timestamps the decoder says a short utterance again and again to its budget
         return repeated_sentence(said)
     return said if reason is None and said else None
+
+
+def _decode_once(
+    model: Any, encoder_output: Any, tokenizer: Any, options: Any, budget: int, *, timestamps: bool
+) -> Any:
+    """One greedy decode of ``encoder_output`` within ``budget`` tokens, with faster-whisper's own
+    ``generate_with_fallback`` at a single temperature (our fallback is the padded decode)."""
+    once = dataclasses.replace(
+        options, temperatures=[0.0], max_new_tokens=budget, without_timestamps=not timestamps
+    )
+    prompt = model.get_prompt(tokenizer, [], without_timestamps=not timestamps)
+    return model.generate_with_fallback(encoder_output, prompt, tokenizer, once)
 
 
 def said_once(first: str, again: str) -> bool:
