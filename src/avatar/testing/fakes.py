@@ -83,14 +83,16 @@ class ScriptedTurnChat(ScriptedChat):
     def __init__(self, reply: str, end_of_turn: float | Sequence[float], **timing: float) -> None:
         super().__init__(reply, **timing)  # type: ignore[arg-type]
         self.script = [end_of_turn] if isinstance(end_of_turn, float) else list(end_of_turn)
-        self.asked: list[str] = []
         self.asked_with: list[list[ChatMessage]] = []
         self.read_ahead_of: list[list[ChatMessage]] = []
 
+    @property
+    def asked(self) -> list[str]:
+        return [messages[-1].content for messages in self.asked_with]
+
     async def end_of_turn_probability(self, messages: Sequence[ChatMessage]) -> float | None:
-        self.asked.append(messages[-1].content)
         self.asked_with.append(list(messages))
-        return self.script[min(len(self.asked), len(self.script)) - 1]
+        return self.script[min(len(self.asked_with), len(self.script)) - 1]
 
     async def read_ahead(self, messages: Sequence[ChatMessage]) -> int:
         self.read_ahead_of.append(list(messages))
