@@ -329,16 +329,17 @@ class VoiceSession:
         try:
             if turn.user_audio is not None:
                 text = await self._transcribe(turn, turn.user_audio, output)
-            if turn.language:
-                # The end-of-turn pass reads the system prompt the reply will: the chat model's
-                # cache then holds one prompt, not two that differ from their 15th token on.
+            if text is not None:
+                turn.user_text = text
+                turn.language = turn.language or self._turn_language(None, text)
+                # The system prompt in the turn's language, read by the end-of-turn pass and the
+                # reply alike: the chat model's cache then holds one prompt, not two that differ
+                # from their 15th token on.
                 self.context.language = turn.language
             if output.held:
                 await self._held_transcript(text, output)
             if text is None:
                 return
-            turn.user_text = text
-            turn.language = turn.language or self._turn_language(None, text)
             await self._reply(turn, output)
             output.work_done_at = self.clock.now()
             await output.wait()  # a held reply is stored only once the turn is confirmed
@@ -402,7 +403,6 @@ class VoiceSession:
         return text
 
     async def _reply(self, turn: Turn, output: HeldOutput) -> None:
-        self.context.language = turn.language  # the system prompt in the turn's language
         messages = self.context.with_user(turn.user_text)  # stored when the turn is finished
         plan = await plan_reply(self.hub, self.config, self.voices, turn, messages, self.clock)
         emit = self.replies.guard(turn.generation, self._emit)  # stale output is dropped
