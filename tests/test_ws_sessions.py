@@ -14,6 +14,7 @@ import pytest
 import websockets
 
 from avatar.errors import EngineUnavailable
+from avatar.storage.errors import StorageError
 from avatar.testing.fake_openai import (
     DEFAULT_MODEL,
     DEFAULT_TOKENS,
@@ -78,6 +79,26 @@ async def test_sessions_over_the_limit_are_closed_with_1013(small_server) -> Non
         assert info.value.rcvd is not None and info.value.rcvd.code == 1013
         await a.send('{"type": "ping"}')  # the admitted sessions are unaffected
         assert '"pong"' in await a.recv()
+
+
+async def test_a_history_that_cannot_be_read_still_opens_the_session(
+    small_server, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A new session asks the history for the last conversation's language; when the database
+    fails, the session opens anyway (language detected) and the failure is logged."""
+
+    async def unreadable() -> str | None:
+        raise StorageError("the database is gone (scripted)")
+
+    recorder = small_server.app.state.avatar.services.recorder
+    monkeypatch.setattr(recorder, "last_language", unreadable)
+    await wait_until(lambda: open_sessions(small_server) == 0)
+    async with connect(small_server) as ws:
+        client = ChatClient(ws)
+        await client.until(lambda e: e["type"] == "session_started")
+        await client.send_json({"type": "ping"})
+        await client.until(lambda e: e["type"] == "pong")
+    assert "could not read the last conversation's language" in caplog.text
 
 
 async def test_idle_sessions_are_closed(small_server) -> None:
