@@ -14,6 +14,7 @@ import pytest
 import soundfile as sf
 
 from avatar.audio.decode import AudioLimits, decode_audio
+from avatar.audio.edges import sound_span, trim_edges
 from avatar.audio.encode import encode_flac, encode_opus, encode_wav
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import StreamResampler, resample
@@ -381,3 +382,26 @@ def test_webm_without_audio_is_unsupported() -> None:
                 media.mux(packet)
     with pytest.raises(UnsupportedAudioFormat, match="no audio"):
         decode_audio(out.getvalue())
+
+
+# --- silent edges -------------------------------------------------------------------------------
+
+
+def test_trim_edges_keeps_the_sound_and_the_pauses_asked_for() -> None:
+    rate = 24_000
+    t = np.arange(int(0.5 * rate)) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    hiss = np.full(int(0.4 * rate), 1e-4, dtype=np.float32)  # -80 dBFS: silence
+    audio = PcmAudio(np.concatenate([hiss, tone, hiss, hiss]), rate)
+    cut = trim_edges(audio, before_s=0.05, after_s=0.2)
+    assert cut.duration_s == pytest.approx(0.05 + 0.5 + 0.2, abs=0.001)
+    start = int(0.05 * rate)
+    np.testing.assert_array_equal(cut.samples[start : start + len(tone)], tone)
+
+
+def test_trim_edges_leaves_silence_and_short_edges_alone() -> None:
+    quiet = PcmAudio(np.zeros(4_800, dtype=np.float32), 24_000)
+    assert trim_edges(quiet, before_s=0.05, after_s=0.2) is quiet
+    assert sound_span(quiet.samples, 24_000) is None
+    loud = PcmAudio(np.full(4_800, 0.5, dtype=np.float32), 24_000)
+    assert trim_edges(loud, before_s=0.05, after_s=0.2) is loud

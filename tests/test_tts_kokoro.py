@@ -13,12 +13,19 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from avatar.audio.edges import FRAME_S, sound_span
 from avatar.audio.pcm import PcmAudio
 from avatar.bench.tts_zh import SENTENCES, cer, evaluate, spoken_form, transcribe
 from avatar.engines.tts.cosyvoice import CosyVoice2Tts
 from avatar.engines.tts.embedded import EmbeddedTts
 from avatar.engines.tts.espeak import EspeakTts
-from avatar.engines.tts.kokoro import MAX_PHONEMES, KokoroTts, clauses
+from avatar.engines.tts.kokoro import (
+    KEEP_AFTER_S,
+    KEEP_BEFORE_S,
+    MAX_PHONEMES,
+    KokoroTts,
+    clauses,
+)
 from avatar.engines.tts.language import EmptyText, UnsupportedLanguage
 from avatar.engines.tts.modes import TtsModes
 from avatar.engines.tts.zh_normalize import normalize_zh
@@ -103,6 +110,20 @@ async def test_one_chunk_per_clause_in_order(kokoro: KokoroTts) -> None:
     parts = await say(kokoro, text)
     assert len(parts) == 3 and kokoro.chunks_synthesized - before == 3
     assert all(p.duration_s > 0.5 for p in parts)
+
+
+async def test_each_chunk_starts_at_its_sound_and_leaves_a_short_pause(kokoro: KokoroTts) -> None:
+    # The model pads each chunk with ~0.4 s of silence before and ~0.6 s after: the user would
+    # wait that long for the first sound, and hear a ~1 s gap at each clause.
+    for part in await say(kokoro, "你好。今天天气很好，我们去公园散步吧。"):
+        span = sound_span(part.samples, part.sample_rate)
+        assert span is not None
+        lead_s = span[0] / part.sample_rate
+        tail_s = part.duration_s - span[1] / part.sample_rate
+        # (measured on 20 ms frames, which start elsewhere once the chunk is cut)
+        assert lead_s <= KEEP_BEFORE_S + FRAME_S, lead_s
+        assert tail_s <= KEEP_AFTER_S + FRAME_S, tail_s
+        assert part.duration_s - lead_s - tail_s > 0.3  # the words themselves are all there
 
 
 def test_short_clauses_join_their_neighbours() -> None:

@@ -37,14 +37,13 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
+from avatar.audio.edges import FRAME_S, frame_dbfs, sound_span
 from avatar.audio.encode import encode_wav
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import resample
 from avatar.engines.base import VoiceRef
 from avatar.errors import AudioError, EmptyAudio, EngineUnavailable
 
-FRAME_S = 0.02
-SILENCE_DBFS = -42.0  # F5-TTS trims reference edges at this level (remove_silence_edges)
 EDGE_PAD_S = 0.05
 MIN_REFERENCE_S = 0.5
 _SAFE = re.compile(r"[^A-Za-z0-9_-]")
@@ -115,13 +114,6 @@ def reference_from_file(path: Path, text: str | None = None) -> Reference:
     return Reference(f"file:{path.name}", path.stem, audio, text)
 
 
-def _frame_dbfs(samples: np.ndarray, frame: int) -> np.ndarray:
-    count = len(samples) // frame
-    frames = samples[: count * frame].reshape(count, frame).astype(np.float64)
-    rms = np.sqrt(np.mean(frames**2, axis=1))
-    return np.asarray(20 * np.log10(np.maximum(rms, 1e-10)))
-
-
 def prepare_reference(audio: PcmAudio, rate: int, *, max_s: float) -> tuple[PcmAudio, bool]:
     """``audio`` at ``rate`` with silent edges removed and at most ``max_s`` long.
 
@@ -130,18 +122,16 @@ def prepare_reference(audio: PcmAudio, rate: int, *, max_s: float) -> tuple[PcmA
     """
     resampled = resample(audio, rate)
     samples = np.ascontiguousarray(resampled.samples, dtype=np.float32)
-    frame = max(1, int(FRAME_S * rate))
-    db = _frame_dbfs(samples, frame)
-    voiced = np.flatnonzero(db > SILENCE_DBFS)
-    if voiced.size == 0:
+    span = sound_span(samples, rate)
+    if span is None:
         raise EmptyAudio("the reference recording is silent", hint="record the voice profile again")
     pad = int(EDGE_PAD_S * rate)
-    start, end = max(0, voiced[0] * frame - pad), min(len(samples), (voiced[-1] + 1) * frame + pad)
-    samples = samples[start:end]
+    samples = samples[max(0, span[0] - pad) : min(len(samples), span[1] + pad)]
+    frame = max(1, int(FRAME_S * rate))
     limit = int(max_s * rate)
     trimmed = len(samples) > limit
     if trimmed:
-        window = _frame_dbfs(samples[:limit], frame)
+        window = frame_dbfs(samples[:limit], frame)
         low = int(0.6 * len(window))
         samples = samples[: (low + int(np.argmin(window[low:]))) * frame]
     if len(samples) < MIN_REFERENCE_S * rate:

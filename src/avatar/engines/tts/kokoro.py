@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from avatar.audio.edges import trim_edges
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import TtsCapabilities, VoiceRef
 from avatar.engines.executor import ThreadedEngine
@@ -38,6 +39,11 @@ MAX_PHONEMES = 400  # the model takes 510 tokens; clauses past this are split fu
 _CLAUSE_END = re.compile(r"(?<=[，,；;：:])")
 MIN_CLAUSE_CHARS = 6  # shorter clauses are spoken together with the next one
 LOOKAHEAD_CHUNKS = 2
+# Kokoro pads what it says with silence: ~0.4 s before the first sound and ~0.5-0.65 s after
+# the last (2-core AMD VM, "你好。": 1.80 s of audio, 0.88 s of it sound). Before the first chunk
+# that is time the user waits in silence; between chunks, a ~1 s gap in mid-reply. Each chunk is
+# cut to the pauses Piper leaves (kokoro-onnx trims its output too).
+KEEP_BEFORE_S, KEEP_AFTER_S = 0.05, 0.25
 
 
 class KokoroTts(ThreadedEngine):
@@ -137,7 +143,8 @@ class KokoroTts(ThreadedEngine):
                 if samples.size:
                     self.chunks_synthesized += 1
                     produced = True
-                    yield PcmAudio(samples, SAMPLE_RATE)
+                    spoken = PcmAudio(samples, SAMPLE_RATE)
+                    yield trim_edges(spoken, before_s=KEEP_BEFORE_S, after_s=KEEP_AFTER_S)
         if not produced:  # text without any speakable sound (e.g. only punctuation)
             yield PcmAudio.silence(0.0, SAMPLE_RATE)
 
