@@ -5,7 +5,8 @@ asks each clip in a conversation of its own (``--same`` for one conversation), a
 the server would: the human recordings shipped in moonshine-voice (Beckett, Dickens, cut into
 sentences as `avatar bench stt` does), the Mandarin recordings in ../shared/audio/zh, and the
 peers clips (benchmarks/audio, Piper and espeak-ng). Per turn: voice to voice as the client
-measures it, how the turn ended, Whisper's time and what it heard.
+measures it (to the first reply audio, and to its first sound), how the turn ended, Whisper's
+time and what it heard.
 
     PYTHONPATH=src .venv/bin/python benchmarks/fresh_turns.py --json docs/benchmarks/fresh.json
 """
@@ -106,12 +107,18 @@ def main() -> None:
     for group in groups:
         v2v = [r["v2v_client_ms"] for r in rows if r["voice"].startswith(group + "/")]
         answered = [ms for ms in v2v if ms >= 0]  # negative: answered before the clip ended
+        sounds = [
+            r["first_sound_client_ms"]
+            for r in rows
+            if r["voice"].startswith(group + "/") and (r["first_sound_client_ms"] or -1) >= 0
+        ]
         if answered:
             summary[group] = {
                 "n": len(v2v),
                 "cut_in": len(v2v) - len(answered),
                 "p50": round(lat.percentile(answered, 0.5)),
                 "p95": round(lat.percentile(answered, 0.95)),
+                "first_sound_p50": round(lat.percentile(sounds, 0.5)) if sounds else None,
             }
     print(json.dumps(summary))
     if args.json:

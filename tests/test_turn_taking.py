@@ -366,9 +366,35 @@ def test_the_latency_bench_reports_speculation_hits_and_waste() -> None:
         "text": "Hi?",
         "heard": "",
         "v2v_client_ms": 2100.0,
+        "first_sound_client_ms": None,
         "stt_ms": 90.0,
         "endpoint_reason": "fallback_silence",
     }  # per turn in the JSON report: which question waited, and why
+
+
+def test_the_latency_bench_hears_a_reply_at_its_first_sound() -> None:
+    """A voice that starts with silence is heard later than its audio arrives: the bench adds
+    that silence to the first-sound figure (Kokoro started each chunk with ~0.4 s of it)."""
+    import base64
+
+    import numpy as np
+
+    from avatar.audio.pcm import PcmAudio
+    from avatar.bench.latency import _silence_before_sound
+
+    rate = 24_000
+    tone = 0.3 * np.sin(2 * np.pi * 220 * np.arange(rate // 2) / rate)
+    pcm = PcmAudio(np.concatenate([np.zeros(int(0.3 * rate)), tone]).astype(np.float32), rate)
+
+    def event(audio: PcmAudio) -> dict[str, object]:
+        data = base64.b64encode(audio.to_s16le()).decode()
+        return {"type": "audio_response", "data": data, "sample_rate": rate}
+
+    assert _silence_before_sound(event(pcm)) == (pytest.approx(0.3, abs=0.02), True)
+    assert _silence_before_sound(event(PcmAudio.silence(0.2, rate))) == (
+        pytest.approx(0.2),
+        False,
+    )
 
 
 async def test_a_slow_session_is_not_a_quiet_client(tmp_path) -> None:

@@ -1,13 +1,16 @@
 """`avatar bench latency`: voice-to-voice through the real WebSocket, streamed in real time.
 
 Voice-to-voice = from the moment the client sent the last voiced sample of the question to the
-first reply audio it received. Each run starts its own server on a loopback port (real uvicorn,
+first reply audio it received; to the first sound = to the first audible sample in it (the reply
+audio played as it arrives), which is later by whatever silence the voice starts with. Each run
+starts its own server on a loopback port (real uvicorn,
 real WebSocket) so what is measured is what a client sees.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import statistics
 import time
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from avatar.audio.edges import sound_span
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import resample
 from avatar.engines.hub import EngineHub
@@ -62,13 +66,15 @@ class TurnResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     text: str = ""  # the question
     heard: str = ""  # the final transcript
+    sound_ms: float | None = None  # to the first audible reply sample; None: the reply was silent
 
     def record(self) -> dict[str, Any]:
         """One turn for the JSON report: what was asked, the client's time, how it ended."""
         keep = (*PARTS, "endpoint_reason", "end_of_turn_probability", "speculative")
         parts = {k: self.metrics[k] for k in keep if self.metrics.get(k) is not None}
         said = {"voice": self.voice, "text": self.text, "heard": self.heard}
-        return {**said, "v2v_client_ms": self.v2v_ms, **parts}
+        heard = {"v2v_client_ms": self.v2v_ms, "first_sound_client_ms": self.sound_ms}
+        return {**said, **heard, **parts}
 
 
 async def make_clips(hub: EngineHub) -> list[Clip]:
@@ -121,6 +127,7 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
     sender = asyncio.create_task(send())
     first_audio = None
     audio_s = 0.0
+    before_sound_s, sounded = 0.0, False  # reply audio received before its first sound
     seen: list[str] = []  # what this turn received, to tell why one never ended
     heard = ""
     try:
@@ -137,6 +144,9 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
             if event["type"] == "audio_response":
                 first_audio = first_audio or time.monotonic()
                 audio_s += len(event["data"]) * 3 / 4 / 2 / event["sample_rate"]
+                if not sounded:
+                    silent_s, sounded = _silence_before_sound(event)
+                    before_sound_s += silent_s
             if event["type"] == "turn_end":
                 break
             if event["type"] == "error":
@@ -149,7 +159,17 @@ async def one_turn(ws: Any, clip: Clip) -> TurnResult:
         answered.set()
         await sender
     v2v = ((first_audio or time.monotonic()) - speech_end_sent) * 1000
-    return TurnResult(clip.voice, round(v2v, 1), event["metrics"], clip.text, heard)
+    sound = round(v2v + 1000 * before_sound_s, 1) if sounded else None
+    return TurnResult(clip.voice, round(v2v, 1), event["metrics"], clip.text, heard, sound)
+
+
+def _silence_before_sound(event: dict[str, Any]) -> tuple[float, bool]:
+    """Seconds of a reply audio chunk before its first sound, and whether it has any."""
+    audio = PcmAudio.from_s16le(base64.b64decode(event["data"]), event["sample_rate"])
+    span = sound_span(audio.samples, audio.sample_rate)
+    if span is None:
+        return audio.duration_s, False
+    return span[0] / audio.sample_rate, True
 
 
 def _label(event: dict[str, Any]) -> str:
@@ -197,7 +217,10 @@ def percentile(values: list[float], q: float) -> float:
 
 def summarize(results: list[TurnResult]) -> dict[str, dict[str, float]]:
     out: dict[str, dict[str, float]] = {}
-    series = {"voice_to_voice_client_ms": [r.v2v_ms for r in results]}
+    series = {
+        "voice_to_voice_client_ms": [r.v2v_ms for r in results],
+        "first_sound_client_ms": [r.sound_ms for r in results if r.sound_ms is not None],
+    }
     for part in PARTS:
         series[part] = [float(r.metrics[part]) for r in results if r.metrics.get(part) is not None]
     # From the endpoint decision to the first audio handed to the socket, on the server's clock:
