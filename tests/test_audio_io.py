@@ -14,7 +14,7 @@ import pytest
 import soundfile as sf
 
 from avatar.audio.decode import AudioLimits, decode_audio
-from avatar.audio.edges import sound_span, trim_edges
+from avatar.audio.edges import sound_span, trim_edges, without_leading_silence
 from avatar.audio.encode import encode_flac, encode_opus, encode_wav
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import StreamResampler, resample
@@ -405,3 +405,18 @@ def test_trim_edges_leaves_silence_and_short_edges_alone() -> None:
     assert sound_span(quiet.samples, 24_000) is None
     loud = PcmAudio(np.full(4_800, 0.5, dtype=np.float32), 24_000)
     assert trim_edges(loud, before_s=0.05, after_s=0.2) is loud
+
+
+def test_leading_digital_silence_goes_and_a_soft_onset_stays() -> None:
+    rate = 22_050
+    onset = np.linspace(0.0, 0.3, int(0.03 * rate), dtype=np.float32)  # rises from nothing
+    tone = (0.3 * np.sin(2 * np.pi * 200 * np.arange(rate // 4) / rate)).astype(np.float32)
+    voice = np.concatenate([onset, tone])
+    audio = PcmAudio(np.concatenate([np.zeros(int(0.045 * rate), np.float32), voice]), rate)
+    cut = without_leading_silence(audio)
+    assert cut.duration_s == pytest.approx(voice.size / rate, abs=0.021)  # to a 20 ms frame
+    np.testing.assert_array_equal(cut.samples[-voice.size :], voice)  # the onset is all there
+    starts_loud = PcmAudio(voice, rate)
+    assert without_leading_silence(starts_loud) is starts_loud
+    quiet = PcmAudio(np.zeros(2_000, np.float32), rate)
+    assert without_leading_silence(quiet) is quiet

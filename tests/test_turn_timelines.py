@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from avatar.audio.pcm import PcmAudio
 from avatar.pipeline.config import ConfigChange
 from avatar.pipeline.events import (
     Error,
@@ -259,6 +260,33 @@ async def test_the_assistant_hearing_itself_is_not_a_turn(tmp_path) -> None:
         await h.silence(1.0)
         final = await h.until(Transcript, lambda t: t.final)
         assert final.text == echo
+
+
+# --- the reply's first sound ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("speculate", [False, True])
+async def test_a_reply_is_heard_from_its_first_sound(tmp_path, speculate: bool) -> None:
+    """The silence a voice starts with is cut from a reply's first audio (the user would wait
+    for it); the pauses before later chunks stay, they pace the speech."""
+    from avatar.audio.edges import DIGITAL_SILENCE_DBFS, sound_span
+
+    async with TurnHarness(
+        make_settings(tmp_path, server={"preload": False}, turn={"speculate": speculate}),
+        llm=ScriptedChat("Paris is the capital. It is in France.", interval_s=0.01),
+        tts=ToneTts(ms_per_word=100, lead_s=0.06),
+        stt=ScriptedStt("What is the capital of France?"),
+    ) as h:
+        await h.silence(0.5)
+        await h.speak(1.6)
+        await h.silence(1.5)
+        await h.until(TurnEnd)
+    pieces = [PcmAudio.from_s16le(a.pcm, a.sample_rate) for a in h.of(ReplyAudio)]
+    assert len(pieces) >= 2
+    spans = [sound_span(p.samples, p.sample_rate, DIGITAL_SILENCE_DBFS) for p in pieces]
+    leads = [span[0] / pieces[0].sample_rate for span in spans if span is not None]
+    assert leads[0] == 0.0
+    assert all(lead == pytest.approx(0.06, abs=0.001) for lead in leads[1:])
 
 
 # --- the clock ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Where the sound in a recording begins and ends: 20 ms frames above a level in dBFS.
 
-Used to cut silent edges: a voice reference before cloning, and synthesized speech whose model
-pads it with silence (Kokoro starts each chunk with ~0.4 s of it and ends with ~0.6 s).
+Used to cut silent edges: a voice reference before cloning, synthesized speech whose model pads
+it with silence (Kokoro starts each chunk with ~0.4 s of it and ends with ~0.6 s), and the
+digital silence before a reply's first sound (Piper: 0-45 ms).
 """
 
 from __future__ import annotations
@@ -12,6 +13,9 @@ from avatar.audio.pcm import PcmAudio
 
 FRAME_S = 0.02
 SILENCE_DBFS = -42.0  # F5-TTS trims reference edges at this level (remove_silence_edges)
+# Quieter than any microphone's noise floor: what a TTS model emits before it starts to speak.
+# Piper's onsets rise from here to -42 dBFS over 5-25 ms; cutting only below it keeps them whole.
+DIGITAL_SILENCE_DBFS = -70.0
 
 
 def frame_dbfs(samples: np.ndarray, frame: int) -> np.ndarray:
@@ -46,3 +50,12 @@ def trim_edges(audio: PcmAudio, *, before_s: float, after_s: float) -> PcmAudio:
     if start == 0 and end == len(audio.samples):
         return audio
     return PcmAudio(audio.samples[start:end], rate)
+
+
+def without_leading_silence(audio: PcmAudio, floor_dbfs: float = DIGITAL_SILENCE_DBFS) -> PcmAudio:
+    """``audio`` from the first 20 ms frame louder than ``floor_dbfs`` on: the silence before the
+    sound goes, the sound's onset stays whole. Unchanged when no frame is that loud."""
+    span = sound_span(audio.samples, audio.sample_rate, floor_dbfs)
+    if span is None or span[0] == 0:
+        return audio
+    return PcmAudio(audio.samples[span[0] :], audio.sample_rate)

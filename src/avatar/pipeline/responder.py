@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
+from avatar.audio.edges import without_leading_silence
 from avatar.engines.base import ChatMessage, ChatModel, GenerationOptions, TextToSpeech, VoiceRef
 from avatar.engines.health import EngineHealth
 from avatar.errors import EngineFailed
@@ -128,6 +129,7 @@ async def _speak(
                 if not len(audio.samples):
                     continue
                 if "tts_first_audio_ms" not in turn.metrics:
+                    audio = without_leading_silence(audio)  # heard from its first sound on
                     turn.metrics["tts_first_audio_ms"] = plan.ms_since_t0()
                 spoken.duration_ms += audio.duration_s * 1000
                 await send_audio(turn, audio.to_s16le(), audio.sample_rate, text)
@@ -151,6 +153,8 @@ async def _run_sequential(
             async for audio in plan.tts.synthesize_stream(
                 text, language=plan.language, voice=plan.voice
             ):
+                if not held:
+                    audio = without_leading_silence(audio)
                 spoken.duration_ms += audio.duration_s * 1000
                 held.append((audio.to_s16le(), audio.sample_rate, text))
         plan.health.worked(plan.tts_slot)

@@ -117,13 +117,19 @@ class ScriptedTurn(_Loaded):
 
 
 class ToneTts(_Loaded):
-    """Speaks any text as a quiet tone, ``ms_per_word`` long per word, after ``delay_s``."""
+    """Speaks any text as a quiet tone, ``ms_per_word`` long per word, after ``delay_s``; each
+    chunk starts with ``lead_s`` of digital silence, as neural voices' do."""
 
     def __init__(
-        self, *, sample_rate: int = 16_000, ms_per_word: float = 300.0, delay_s: float = 0.0
+        self,
+        *,
+        sample_rate: int = 16_000,
+        ms_per_word: float = 300.0,
+        delay_s: float = 0.0,
+        lead_s: float = 0.0,
     ) -> None:
         self.capabilities = TtsCapabilities(sample_rate=sample_rate, languages=None)
-        self.ms_per_word, self.delay_s = ms_per_word, delay_s
+        self.ms_per_word, self.delay_s, self.lead_s = ms_per_word, delay_s, lead_s
 
     async def synthesize_stream(
         self, text: str, *, language: str = "en", voice: VoiceRef | None = None
@@ -132,9 +138,9 @@ class ToneTts(_Loaded):
         words = max(1, len(text.split()))
         n = int(self.capabilities.sample_rate * self.ms_per_word * words / 1000)
         t = np.arange(n, dtype=np.float32) / self.capabilities.sample_rate
-        yield PcmAudio(
-            (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), self.capabilities.sample_rate
-        )
+        lead = np.zeros(int(self.capabilities.sample_rate * self.lead_s), dtype=np.float32)
+        tone = (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+        yield PcmAudio(np.concatenate([lead, tone]), self.capabilities.sample_rate)
 
     def describe_voice(self, language: str, voice: VoiceRef | None) -> str:
         return "fake:tone"
