@@ -3,8 +3,8 @@
 Voice-to-voice = from the moment the client sent the last voiced sample of the question to the
 first reply audio it received; to the first sound = to the first audible sample in it (the reply
 audio played as it arrives), which is later by whatever silence the voice starts with. Each run
-starts its own server on a loopback port (real uvicorn,
-real WebSocket) so what is measured is what a client sees.
+starts its own server on a loopback port (real uvicorn, real WebSocket) so what is measured is
+what a client sees.
 """
 
 from __future__ import annotations
