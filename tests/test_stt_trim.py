@@ -153,16 +153,23 @@ def test_the_guard_catches_a_real_decoder_loop(model: Any) -> None:
     assert reason == "repetition"
 
 
-def test_a_doubtful_language_that_the_conversation_speaks_is_taken(model: Any) -> None:
-    # Beckett's "Try again." (1.46 s) is English at ~0.58 on its own short window
+def test_a_doubtful_language_that_the_conversation_speaks_is_taken(
+    model: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Beckett's "Try again." (1.46 s) is English at only ~0.57-0.63 on its own short window: the
+    # figure depends on the CPU's int8 kernels (0.58 on one AMD VM, 0.63 on another), so the bar
+    # for a doubt is set just above this machine's figure
     clip = human_en()[3]
     assert clip.reference == "Try again."
+    english = wt.detect_language(model, model.encode(wt.window(model, clip.samples)))
+    assert english[0] == "en" and 0.4 < english[1] < 0.8
+    monkeypatch.setattr(wt, "MIN_LANGUAGE_P", english[1] + 0.05)
     alone = decode(model, clip.samples, None, 1)
     assert alone.fallback == "uncertain_language" and not alone.trimmed  # checked padded
     in_english = decode(model, clip.samples, None, 1, likely="en")
     assert in_english.trimmed and in_english.language == "en"
     assert units(in_english.text, "en") == ["try", "again"]
-    # English 0.57, German 0.12, Japanese 0.007: the conversation's language is kept unless
+    # English ~0.6, German 0.12, Japanese 0.007: the conversation's language is kept unless
     # another is LIKELY_WEIGHT (10) times as probable; a doubt against it is checked padded
     in_german = decode(model, clip.samples, None, 1, likely="de")
     assert in_german.trimmed and in_german.language == "de"
