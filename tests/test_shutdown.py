@@ -82,7 +82,10 @@ async def turns(stack: Stack) -> list[tuple[str, str, bool, str | None]]:
 
 
 async def test_sigterm_mid_reply_closes_1001_and_stores_what_was_heard(tmp_path: Path) -> None:
-    async with Stack(tmp_path, token_interval_s=0.4) as stack:  # a reply of ~3 s
+    # A reply of ~6 s (8 tokens): the first audio waits for Piper's first load (no preload), up
+    # to ~2 s on a slow 2-core machine, and the reply must still be running when SIGTERM lands
+    # (at 0.4 s a token it had ended there once, and was stored as complete).
+    async with Stack(tmp_path, token_interval_s=0.8) as stack:
         server = await stack.start()
         async with stack.connect("mid-reply") as ws:
             await next_event(ws, "session_started")

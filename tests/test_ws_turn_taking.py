@@ -65,8 +65,11 @@ def finals(client: ChatClient) -> list[str]:
 async def test_a_complete_question_ends_before_the_fallback(
     live_server, hub: EngineHub, question: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # a fallback out of reach, so a loaded machine's slow models cannot decide the outcome
+    # a fallback (and a starvation watchdog) out of reach, so a loaded machine's slow models
+    # cannot decide the outcome (the 1 s watchdog ended this turn once on a slow 2-core VM,
+    # 1.3 s after the speech, before the models had answered)
     monkeypatch.setattr(hub.settings.turn, "fallback_silence_ms", 6000)
+    monkeypatch.setattr(hub.settings.turn, "starvation_ms", 6000)
     client = await one_turn(live_server, question, trailing_s=4.0)
     (end,) = client.of("turn_end")
     metrics = end["metrics"]
