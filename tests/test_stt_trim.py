@@ -326,6 +326,70 @@ async def test_trim_setting_reaches_the_engine(
     assert units(result.text, "en") == units(QUESTIONS[0], "en")
 
 
+# --- one instance of the model per decode path, each with its own threads -------------------
+
+
+@pytest.mark.parametrize(("threads", "trimmed_threads", "instances"), [(2, 1, 2), (2, None, 1)])
+def test_the_trimmed_decode_gets_its_own_threads(
+    model_store: ModelStore,
+    monkeypatch: pytest.MonkeyPatch,
+    threads: int,
+    trimmed_threads: int | None,
+    instances: int,
+) -> None:
+    import avatar.engines.stt.whisper as whisper
+
+    made: list[int] = []
+    real = whisper.WhisperModel
+
+    def recording(*args: Any, cpu_threads: int, **kwargs: Any) -> Any:
+        made.append(cpu_threads)
+        return real(*args, cpu_threads=cpu_threads, **kwargs)
+
+    monkeypatch.setattr(whisper, "WhisperModel", recording)
+    settings = SttSettings(threads=threads, trimmed_threads=trimmed_threads)
+    stt = FasterWhisperStt.from_settings(settings, model_store)
+    stt.load()
+    try:
+        assert made == ([threads, trimmed_threads] if instances == 2 else [threads])
+        assert (stt._trimmed is stt._model) is (instances == 1)
+        stt.unload()
+        assert stt._model is None and stt._trimmed is None  # both freed
+    finally:
+        stt.shutdown()
+
+
+def test_the_padded_decode_runs_on_the_padded_instance(
+    engine: FasterWhisperStt, spoken: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trimmed, padded = engine._trimmed, engine._model
+    assert trimmed is not padded  # the default settings: one thread trimmed, two padded
+    encoded: list[str] = []
+    for name, instance in (("trimmed", trimmed), ("padded", padded)):
+        monkeypatch.setattr(
+            instance,
+            "encode",
+            lambda features, real=instance.encode, name=name: (
+                encoded.append(name) or real(features)
+            ),
+        )
+    samples = spoken[QUESTIONS[0]]
+
+    kept = decode(trimmed, samples, "en", 1, True, None, padded)
+    assert (kept.trimmed, encoded) == (True, ["trimmed"])
+
+    encoded.clear()
+    sent_back = wt.TrimmedResult(None, "en", 0.0, "repetition", "what is what is")
+    monkeypatch.setattr(wt, "decode_trimmed", lambda *_: sent_back)
+    fallback = decode(trimmed, samples, "en", 1, True, None, padded)
+    assert (fallback.trimmed, fallback.fallback, encoded) == (
+        False,
+        "repetition",
+        ["trimmed", "padded"],
+    )
+    assert units(fallback.text, "en") == units(QUESTIONS[0], "en")
+
+
 # --- the benchmark command's bad input -----------------------------------------------------
 
 

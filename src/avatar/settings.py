@@ -142,6 +142,15 @@ class SttSettings(BaseModel):
     device: str = Field("cpu", description="auto, cpu, cuda or cuda:N.")
     compute_type: str = Field("int8", description="CTranslate2 compute type.")
     threads: int = Field(2, ge=1, description="CPU threads for inference.")
+    # On two cores whisper-base's trimmed decode of a question ran faster on one thread than on
+    # two (English p50 ~213 vs ~255 ms, Mandarin's beam 404 vs 567); the 30 s padded pass runs
+    # faster on two (972 vs 1,619 ms): docs/BENCHMARKS.md, round 10.
+    trimmed_threads: int | None = Field(
+        1,
+        ge=1,
+        description="faster-whisper on CPU: threads for the trimmed decode of an utterance"
+        " (a second instance of the model, ~110 MB of RAM); None: as threads.",
+    )
     trim: bool = Field(
         True,
         description="faster-whisper: encode the utterance's own length (+1 s) instead of 30 s;"

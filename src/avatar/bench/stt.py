@@ -72,6 +72,15 @@ def edit_distance(ref: list[str], hyp: list[str]) -> int:
     return int(row[-1])
 
 
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """One Whisper model as the engine loads it: an instance per decode path (each with its own
+    threads, ``stt.trimmed_threads`` and ``stt.threads``; the same object when they agree)."""
+
+    trimmed: Any
+    padded: Any
+
+
 def _median_ms(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
     times, out = [], None
     for _ in range(repeats):
@@ -92,11 +101,15 @@ def _detect(model: Any, samples: np.ndarray, trimmed: bool) -> str:
     return wt.detect_language(model, model.encode(window))[0]
 
 
-def measure(model_name: str, model: Any, sample: Sample, mode: str, repeats: int) -> Measure:
+def measure(model_name: str, model: Loaded, sample: Sample, mode: str, repeats: int) -> Measure:
     """Decode ``sample`` ``repeats`` times the ``mode`` way (language auto) and score it."""
     trimmed = mode == "trimmed"
-    ms, out = _median_ms(lambda: decode(model, sample.samples, None, 1, trimmed), repeats)
-    detect_ms, _ = _median_ms(lambda: _detect(model, sample.samples, trimmed), repeats)
+    ms, out = _median_ms(
+        lambda: decode(model.trimmed, sample.samples, None, 1, trimmed, None, model.padded),
+        repeats,
+    )
+    detector = model.trimmed if trimmed else model.padded
+    detect_ms, _ = _median_ms(lambda: _detect(detector, sample.samples, trimmed), repeats)
     ref, hyp = units(sample.reference, sample.language), units(out.text, sample.language)
     return Measure(
         model_name,
@@ -118,7 +131,7 @@ def measure(model_name: str, model: Any, sample: Sample, mode: str, repeats: int
 
 
 def run(
-    models: dict[str, Any],
+    models: dict[str, Loaded],
     samples: list[Sample],
     repeats: int,
     advance: Callable[[str], None] = lambda _: None,
@@ -126,7 +139,7 @@ def run(
     """Every sample through every model both ways; one warm-up decode per model first."""
     out = []
     for name, model in models.items():
-        decode(model, samples[0].samples, None, 1, True)
+        decode(model.trimmed, samples[0].samples, None, 1, True, None, model.padded)
         for sample in samples:
             for mode in MODES:
                 advance(f"{name} {mode} {sample.name}")

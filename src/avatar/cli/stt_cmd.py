@@ -53,12 +53,20 @@ def stt(
     hub = EngineHub(cfg)
     try:
         samples = _samples(chosen, hub, zh_dir)
-        loaded = {
-            name: WhisperModel(
-                str(hub.models.path(name)), device="cpu", compute_type="int8", cpu_threads=2
+        threads = cfg.stt.threads
+        trimmed_threads = cfg.stt.trimmed_threads or threads
+
+        def load(name: str) -> bench.Loaded:
+            def one(n: int) -> WhisperModel:
+                path = str(hub.models.path(name))
+                return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=n)
+
+            padded = one(threads)
+            return bench.Loaded(
+                one(trimmed_threads) if trimmed_threads != threads else padded, padded
             )
-            for name in (m.strip() for m in models.split(","))
-        }
+
+        loaded = {name: load(name) for name in (m.strip() for m in models.split(","))}
     finally:
         hub.close()
     load_before = os.getloadavg()
@@ -75,7 +83,7 @@ def stt(
     meta = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
-        "threads": 2,
+        "threads": {"padded": threads, "trimmed": trimmed_threads},
         "repeats": repeats,
         "loadavg_before": load_before,
         "loadavg_after": os.getloadavg(),

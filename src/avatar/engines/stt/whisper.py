@@ -11,6 +11,10 @@ language off that encoder output, so auto-detection costs one decoder step: in o
 By default the encoder sees only the utterance plus 1 s instead of 30 s (``whisper_trim``; setting
 ``stt.trim``), which makes both the decode and the language detection several times cheaper; its
 guard falls back to the padded path above. Figures: ``avatar bench stt``, docs/BENCHMARKS.md.
+
+The two paths want different thread counts on a small CPU: the trimmed decode's small matrices
+ran faster on one thread than on two, the 30 s pass much slower. On CPU the engine can load the
+model twice (``stt.trimmed_threads``), one instance per path.
 """
 
 from __future__ import annotations
@@ -72,6 +76,7 @@ class FasterWhisperStt(ThreadedEngine):
         language: str | None = None,
         beam_size: int = 1,
         trim: bool = True,
+        trimmed_threads: int | None = None,
     ) -> None:
         super().__init__()
         self._model_name = model
@@ -82,7 +87,9 @@ class FasterWhisperStt(ThreadedEngine):
         self._language = primary_language(language) if language else None
         self._beam_size = beam_size
         self._trim = trim
-        self._model: Any = None
+        self._trimmed_threads = trimmed_threads or threads
+        self._model: Any = None  # padded decodes, timed transcripts, language detection
+        self._trimmed: Any = None  # the trimmed decode: the same model unless its threads differ
 
     @classmethod
     def from_settings(cls, cfg: SttSettings, models: ModelStore) -> FasterWhisperStt:
@@ -94,6 +101,7 @@ class FasterWhisperStt(ThreadedEngine):
             threads=cfg.threads,
             language=cfg.language,
             trim=cfg.trim,
+            trimmed_threads=cfg.trimmed_threads,
         )
 
     def _load(self) -> None:
@@ -106,14 +114,20 @@ class FasterWhisperStt(ThreadedEngine):
                 code="model_invalid",
             )
         device, _, index = self._device.partition(":")
-        try:
-            self._model = WhisperModel(
+        own_threads = device == "cpu" and self._trim and self._trimmed_threads != self._threads
+
+        def load(threads: int) -> Any:
+            return WhisperModel(
                 str(path),
                 device=device,
                 device_index=int(index or 0),
                 compute_type=self._compute_type,
-                cpu_threads=self._threads,
+                cpu_threads=threads,
             )
+
+        try:
+            self._model = load(self._threads)
+            self._trimmed = load(self._trimmed_threads) if own_threads else self._model
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(
                 f"faster-whisper could not load {path} on {self._device} ({self._compute_type}):"
@@ -124,7 +138,7 @@ class FasterWhisperStt(ThreadedEngine):
             ) from exc
 
     def _unload(self) -> None:
-        self._model = None
+        self._model = self._trimmed = None
 
     async def transcribe_timed(
         self, audio: PcmAudio, *, language: str | None = None, words: bool = False
@@ -161,6 +175,7 @@ class FasterWhisperStt(ThreadedEngine):
         self, audio: PcmAudio, language: str | None, likely: str | None = None
     ) -> Transcript:
         model, samples = self._model, _mono_16k(audio)
+        trimmed = self._trimmed or model
         if language is not None and language not in model.supported_languages:
             raise EngineUnavailable(
                 f"this Whisper model does not know the language {language!r}",
@@ -169,7 +184,7 @@ class FasterWhisperStt(ThreadedEngine):
             )
         detected = language is None
         try:
-            out = decode(model, samples, language, self._beam_size, self._trim, likely)
+            out = decode(trimmed, samples, language, self._beam_size, self._trim, likely, model)
         except RuntimeError as exc:
             raise EngineFailed(f"faster-whisper failed while transcribing: {exc}") from exc
         # a language "detected" in silence or noise means nothing
@@ -196,9 +211,11 @@ def decode(
     beam: int,
     trim: bool = True,
     likely: str | None = None,
+    padded_model: Any = None,
 ) -> Decoded:
     """Transcribe ``samples``: trimmed first when ``trim`` and it fits, else (or if the guard
-    trips) the padded decode. Both detect the language from their own single encoder pass.
+    trips) the padded decode (on ``padded_model`` when given: another instance of the model with
+    its own threads). Both detect the language from their own single encoder pass.
 
     A language detected on the short window with less than ``MIN_LANGUAGE_P`` is checked by the
     padded pass, unless it is the ``likely`` one (the conversation's so far): a short "Try again."
@@ -232,6 +249,7 @@ def decode(
             reason, rejected = result.reason, result.rejected
         log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
         log.debug("the trimmed decode had said %r", rejected)
+    model = padded_model or model
     features = model.feature_extractor(samples)
     lang, segments = _decode_padded(model, features, language, beam, likely)
     text = " ".join(s.text.strip() for s in segments if s.text.strip())
