@@ -76,6 +76,7 @@ case "$cmd" in
     ensure_browser
     log "lint"
     "$VENV/bin/ruff" check src tests
+    "$VENV/bin/ruff" format --check src tests benchmarks
     log "tests"
     exec "$VENV/bin/pytest" "$@"
     ;;

@@ -49,8 +49,7 @@ async def main(runs: int) -> None:
         await first_audio_ms(piper, "Hello there.")  # warm-up
         cpu = time.process_time()
         medians = [
-            statistics.median([await first_audio_ms(piper, c) for _ in range(runs)])
-            for c in CHUNKS
+            statistics.median([await first_audio_ms(piper, c) for _ in range(runs)]) for c in CHUNKS
         ]
         cpu = time.process_time() - cpu
         shown = ", ".join(f"{c!r} {m:.0f} ms" for c, m in zip(CHUNKS, medians, strict=True))

@@ -18,12 +18,24 @@ from conftest import MODEL_CACHE, say_en
 BIN = Path(sys.executable).parent / "avatar"
 
 
-def run(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-        ) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "AVATAR_MODELS__CACHE_DIR": str(MODEL_CACHE),
-                "AVATAR_LLM__TEMPERATURE": "0", **(env or {})}
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, env=full_env,
-                          cwd=cwd, timeout=600, check=False)
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {
+        **os.environ,
+        "AVATAR_MODELS__CACHE_DIR": str(MODEL_CACHE),
+        "AVATAR_LLM__TEMPERATURE": "0",
+        **(env or {}),
+    }
+    return subprocess.run(
+        [str(BIN), *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        cwd=cwd,
+        timeout=600,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")

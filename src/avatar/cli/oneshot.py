@@ -52,7 +52,7 @@ def say(
 ) -> None:
     """Synthesize TEXT to a WAV file."""
     if not text.strip():
-        raise typer.BadParameter("give the words to say, e.g. avatar say \"Hello\" -o hi.wav")
+        raise typer.BadParameter('give the words to say, e.g. avatar say "Hello" -o hi.wav')
     from avatar.audio.encode import encode_wav
     from avatar.engines.hub import EngineHub
     from avatar.services import speech

@@ -30,9 +30,7 @@ async def hear(
     """The words of ``audio`` (``stt_ms`` into ``metrics``); None for noise or silence."""
     start = clock.now()
     with hub.health.watch("stt"):
-        result = await hub.stt.transcribe(
-            audio, language=language, likely_language=likely_language
-        )
+        result = await hub.stt.transcribe(audio, language=language, likely_language=likely_language)
     hub.health.worked("stt")
     metrics["stt_ms"] = round((clock.now() - start) * 1000, 1)
     text = result.text.strip()

@@ -244,6 +244,7 @@ class ChatCompletionCreate(_Request):
         if value is not None and not isinstance(value, bool):  # 0 == False for Literal checks
             raise ValueError("must be false")
         return value
+
     top_logprobs: None = Field(None, description="Not supported.")
     modalities: list[Literal["text"]] | None = Field(None, description="Only `text`.")
     audio: None = Field(None, description="Not supported (use /v1/audio/speech).")
