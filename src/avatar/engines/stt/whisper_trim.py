@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from avatar.audio.edges import FRAME_S, frame_dbfs
+
 HOP = 160  # samples per feature frame at 16 kHz
 SAMPLE_RATE = 16_000
 PAD_SAMPLES = 16_000  # 1 s of silence after the speech: without it the last word is often lost
@@ -75,14 +77,13 @@ def without_lead(samples: np.ndarray) -> np.ndarray:
     "Sound" is a 20 ms frame within ``LEAD_DB`` of the loudest one, so a soft first word ahead
     of a loud question is kept; audio that starts loud, or is all quiet, is returned whole.
     """
-    frame = SAMPLE_RATE // 50
-    n = len(samples) // frame
-    if n < 2:
+    frame = int(FRAME_S * SAMPLE_RATE)
+    if len(samples) < 2 * frame:
         return samples
-    rms = np.sqrt(np.mean(np.square(samples[: n * frame].reshape(n, frame)), axis=1))
-    floor = float(rms.max()) * 10 ** (-LEAD_DB / 20)
-    loud = np.flatnonzero(rms > floor)
-    if not len(loud) or floor <= 1e-5:
+    levels = frame_dbfs(samples, frame)
+    floor = float(levels.max()) - LEAD_DB
+    loud = np.flatnonzero(levels > floor)
+    if floor <= -100.0:  # all quiet (1e-5 RMS): nothing to cut before
         return samples
     start = max(0, int(loud[0]) * frame - int(LEAD_KEPT_S * SAMPLE_RATE))
     return samples[start:]
