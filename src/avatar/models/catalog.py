@@ -187,7 +187,6 @@ CATALOG: dict[str, ModelSpec] = {
                     "IQ4_NL",
                 ),
             ),
-            hub_id="Qwen/Qwen2.5-Coder-0.5B-Instruct-GGUF",
             main_file="qwen2.5-0.5b-instruct-iq4_nl.gguf",
             upstream="GGUF general.name 'Qwen2.5 Coder 0.5B Instruct AWQ' (Qwen, qwen2)",
             aliases=("qwen2.5-0.5b-instruct",),
