@@ -35,12 +35,12 @@ TOKEN = "bench-token-0123456789abcdef"
 GROUPS = ("human-en", "human-zh", "peers")
 
 
-def samples(groups: list[str]) -> list[Sample]:
+def samples(groups: list[str], zh_dir: Path = ZH) -> list[Sample]:
     out: list[Sample] = []
     if "human-en" in groups:
         out += human_en()
-    if "human-zh" in groups and ZH.is_dir():
-        out += human_zh(ZH)
+    if "human-zh" in groups:
+        out += human_zh(zh_dir)
     if "peers" in groups:
         for item in json.loads((AUDIO / "manifest.json").read_text()):
             if not item.get("warmup"):
@@ -88,10 +88,15 @@ def main() -> None:
     parser.add_argument("--groups", default=",".join(GROUPS))
     parser.add_argument("--same", action="store_true", help="one conversation for every clip")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--zh-dir", type=Path, default=ZH, help="the Mandarin recordings")
     args = parser.parse_args()
     groups = [g for g in args.groups.split(",") if g]
     if unknown := set(groups) - set(GROUPS):
         parser.error(f"unknown group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    if "human-zh" in groups and not (args.zh_dir / "README.md").is_file():
+        parser.error(
+            f"no Mandarin recordings at {args.zh_dir}: pass --zh-dir, or leave out human-zh"
+        )
     base = Settings()
     settings = load_settings(
         data_dir=Path(tempfile.mkdtemp(prefix="avatar-fresh-")),
@@ -100,7 +105,7 @@ def main() -> None:
         models={"cache_dir": base.model_cache_dir},
     )
     hub = EngineHub(settings)
-    clips = [clip(s, hub) for s in samples(groups)]
+    clips = [clip(s, hub) for s in samples(groups, args.zh_dir)]
     with lat.served(settings, hub) as url:
         rows = asyncio.run(ask(url, clips, args.same))
     summary: dict[str, Any] = {}
