@@ -39,10 +39,9 @@ def stt(
     ),
 ) -> None:
     """WER/CER and time per utterance, Whisper padded to 30 s vs trimmed to the utterance."""
-    from faster_whisper import WhisperModel
-
     from avatar.bench import stt as bench
     from avatar.engines.hub import EngineHub
+    from avatar.engines.stt.whisper import load_instances
 
     chosen = [g.strip() for g in groups.split(",") if g.strip()]
     if unknown := set(chosen) - set(GROUPS):
@@ -56,17 +55,14 @@ def stt(
         threads = cfg.stt.threads
         trimmed_threads = cfg.stt.trimmed_threads or threads
 
-        def load(name: str) -> bench.Loaded:
-            def one(n: int) -> WhisperModel:
-                path = str(hub.models.path(name))
-                return WhisperModel(path, device="cpu", compute_type="int8", cpu_threads=n)
-
-            padded = one(threads)
-            return bench.Loaded(
-                one(trimmed_threads) if trimmed_threads != threads else padded, padded
+        loaded = {
+            name: bench.Loaded(
+                *load_instances(
+                    hub.models.path(name), threads=threads, trimmed_threads=trimmed_threads
+                )
             )
-
-        loaded = {name: load(name) for name in (m.strip() for m in models.split(","))}
+            for name in (m.strip() for m in models.split(","))
+        }
     finally:
         hub.close()
     load_before = os.getloadavg()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -113,21 +114,14 @@ class FasterWhisperStt(ThreadedEngine):
                 hint="point AVATAR_STT__MODEL at a CTranslate2 Whisper folder or a catalog name",
                 code="model_invalid",
             )
-        device, _, index = self._device.partition(":")
-        own_threads = device == "cpu" and self._trim and self._trimmed_threads != self._threads
-
-        def load(threads: int) -> Any:
-            return WhisperModel(
-                str(path),
-                device=device,
-                device_index=int(index or 0),
-                compute_type=self._compute_type,
-                cpu_threads=threads,
-            )
-
         try:
-            self._model = load(self._threads)
-            self._trimmed = load(self._trimmed_threads) if own_threads else self._model
+            self._trimmed, self._model = load_instances(
+                path,
+                threads=self._threads,
+                trimmed_threads=self._trimmed_threads if self._trim else self._threads,
+                device=self._device,
+                compute_type=self._compute_type,
+            )
         except (RuntimeError, ValueError, OSError) as exc:
             raise ModelError(
                 f"faster-whisper could not load {path} on {self._device} ({self._compute_type}):"
@@ -190,6 +184,32 @@ class FasterWhisperStt(ThreadedEngine):
         # a language "detected" in silence or noise means nothing
         language = out.language if out.text or not detected else None
         return Transcript(out.text, language, len(samples) / SAMPLE_RATE, out.no_speech_prob)
+
+
+def load_instances(
+    path: Path,
+    *,
+    threads: int,
+    trimmed_threads: int,
+    device: str = "cpu",
+    compute_type: str = "int8",
+) -> tuple[Any, Any]:
+    """The model for the trimmed decode and the one for the padded pass (on ``threads``): on a
+    CPU a second instance on ``trimmed_threads`` when they differ, else the same one twice."""
+    kind, _, index = device.partition(":")
+
+    def load(cpu_threads: int) -> Any:
+        return WhisperModel(
+            str(path),
+            device=kind,
+            device_index=int(index or 0),
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+        )
+
+    padded = load(threads)
+    own = kind == "cpu" and trimmed_threads != threads
+    return (load(trimmed_threads) if own else padded), padded
 
 
 @dataclass(frozen=True, slots=True)
