@@ -10,6 +10,7 @@ import pytest
 
 from avatar.errors import ModelError, ModelHashMismatch, ModelPackageMissing
 from avatar.models.catalog import CATALOG, ModelFile, ModelSpec, PackagedParts, Requantized
+from avatar.models.requantize import requantize
 from avatar.models.store import ModelStore
 from avatar.settings import Settings
 
@@ -162,6 +163,19 @@ def test_a_requantized_file_unlike_the_catalog_is_refused_and_not_kept(tmp_path:
         store.ensure("smollm2-q4_0")
     assert "llama-cpp-python" in (info.value.hint or "")
     assert list((tmp_path / "smollm2-q4_0").iterdir()) == []  # no file, no stamp, no temp
+
+
+def test_requantizing_what_is_not_a_gguf_is_a_clear_error(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.gguf"
+    junk.write_bytes(b"not a model" * 100)
+    out = tmp_path / "out.gguf"
+    with pytest.raises(ModelError) as info:
+        requantize(junk, out, "Q4_0")
+    assert info.value.code == "model_requantize_failed" and "junk.gguf" in info.value.message
+    assert info.value.hint
+    with pytest.raises(ValueError, match="unknown llama.cpp file type 'Q9_9'"):
+        requantize(junk, out, "Q9_9")
+    assert not out.exists()
 
 
 def test_the_default_chat_model_is_requantized_from_the_packaged_one() -> None:

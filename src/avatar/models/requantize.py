@@ -5,8 +5,9 @@ llama.cpp repacks some weight types at load into layouts its x86 (AVX2) matrix k
 rows are 896 weights wide, so its packaged Q4_K_M file is mostly Q5_0 (133 of 169 matrices), which
 has no repacked kernel: 28 MB of it is repacked. Requantized to IQ4_NL, 183 MB is, and on a 2-core
 AMD VM the model read a user's 15 words in 125 ms instead of 180 and decoded a token in 19 ms
-instead of 28 (docs/BENCHMARKS.md, round 10). The quantizer is deterministic, so the result is
-verified by size and sha256 like any other model file.
+instead of 28 (docs/BENCHMARKS.md, round 10). The format fixes the result's size; its sha256 may
+differ with a llama.cpp compiled for another CPU, so the store checks the size and records the
+hash of the file it made (see ``catalog.Requantized``).
 """
 
 from __future__ import annotations
