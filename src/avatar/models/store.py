@@ -257,6 +257,7 @@ class ModelStore:
         expected = next(f for f in spec.files if f.name == src.file)
         out = target / src.file
         if _made_before(out, expected.size, None, progress, recheck):
+            self._drop_superseded(target)
             return out
         base = self.ensure(src.base, progress).path
         target.mkdir(parents=True, exist_ok=True)
@@ -268,7 +269,7 @@ class ModelStore:
                 progress(label, min(done, expected.size), expected.size)
 
         try:
-            requantize(base, tmp, src.ftype, on_bytes=written)
+            requantize(base, tmp, src.ftype, output_type=src.output_type, on_bytes=written)
             written(expected.size)
             if tmp.stat().st_size != expected.size:  # the format fixes it, whatever the CPU
                 raise ModelHashMismatch(
@@ -289,7 +290,19 @@ class ModelStore:
             _stamp(out).write_text(digest)
         finally:
             tmp.unlink(missing_ok=True)
+        self._drop_superseded(target)
         return out
+
+    def _drop_superseded(self, target: Path) -> None:
+        """Files this store made in ``target`` that no catalog model lists any more (an earlier
+        requantization of the default chat model, say) go: an upgrade leaves no stale copies."""
+        listed = {f.name for spec in self.catalog.values() for f in spec.files}
+        for stamp in target.glob("*.verified"):
+            made = stamp.with_suffix("")
+            if made.name not in listed:
+                log.info("removing %s: no catalog model uses it any more", made)
+                made.unlink(missing_ok=True)
+                stamp.unlink()
 
 
 def _stamp(out: Path) -> Path:
