@@ -26,6 +26,18 @@ def test_whisper_parts_join_into_a_verified_folder(tmp_path: Path) -> None:
     assert stamp.read_text() == CATALOG["whisper-base"].files[0].sha256
 
 
+def test_joining_removes_what_an_earlier_catalog_joined_in_the_folder(tmp_path: Path) -> None:
+    folder = tmp_path / "whisper-base"
+    folder.mkdir()
+    (folder / "model-old.bin").write_bytes(b"an earlier join")
+    (folder / "model-old.bin.verified").write_text("0" * 64)
+    (folder / "notes.txt").write_text("the user's own file")
+    ModelStore(tmp_path).ensure("whisper-base")
+    assert not (folder / "model-old.bin").exists()
+    assert not (folder / "model-old.bin.verified").exists()
+    assert (folder / "notes.txt").read_text() == "the user's own file"
+
+
 def test_packaged_whole_file_is_used_in_place(model_store: ModelStore) -> None:
     path = model_store.path("smollm2-135m-instruct")
     assert path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"

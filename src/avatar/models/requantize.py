@@ -8,9 +8,9 @@ AMD VM the model read a user's 15 words in 125 ms instead of 180 and decoded a t
 instead of 28 (docs/BENCHMARKS.md, round 10). Its output matrix (896 x 151,936, read whole for
 every token) stays out of the repacked kernels whatever its type; llama.cpp keeps it Q8_0 (145 MB),
 and as Q5_0 (94 MB) a token took ~9 % less on a 2-core Intel VM with answers as good (round 11).
-The format fixes the result's size; its sha256 may
-differ with a llama.cpp compiled for another CPU, so the store checks the size and records the
-hash of the file it made (see ``catalog.Requantized``).
+The format fixes the result's size; its sha256 may differ with a llama.cpp compiled for another
+CPU, so the store checks the size and records the hash of the file it made (see
+``catalog.Requantized``).
 """
 
 from __future__ import annotations

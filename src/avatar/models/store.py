@@ -145,6 +145,8 @@ class ModelStore:
                 sources[src.file] = self._requantize(spec, src, target, progress, recheck)
             else:
                 sources[src.file] = self._join(spec, src, target, progress, recheck)
+        if joined:
+            self._drop_superseded(target)
         for f in spec.files:
             if f.name not in sources:
                 raise ModelPackageMissing(
@@ -257,7 +259,6 @@ class ModelStore:
         expected = next(f for f in spec.files if f.name == src.file)
         out = target / src.file
         if _made_before(out, expected.size, None, progress, recheck):
-            self._drop_superseded(target)
             return out
         base = self.ensure(src.base, progress).path
         target.mkdir(parents=True, exist_ok=True)
@@ -290,12 +291,12 @@ class ModelStore:
             _stamp(out).write_text(digest)
         finally:
             tmp.unlink(missing_ok=True)
-        self._drop_superseded(target)
         return out
 
     def _drop_superseded(self, target: Path) -> None:
-        """Files this store made in ``target`` that no catalog model lists any more (an earlier
-        requantization of the default chat model, say) go: an upgrade leaves no stale copies."""
+        """Files this store made (joined or requantized) in ``target`` that no catalog model
+        lists any more (an earlier requantization of the default chat model, say) go: an
+        upgrade leaves no stale copies."""
         listed = {f.name for spec in self.catalog.values() for f in spec.files}
         for stamp in target.glob("*.verified"):
             made = stamp.with_suffix("")
