@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from avatar.pipeline.endpointing import (
+    MAX_LAG_MS,
     Endpointer,
     EndpointerConfig,
     EndpointEvent,
@@ -19,13 +20,14 @@ from avatar.pipeline.endpointing import (
 from avatar.settings import VadSettings
 
 FRAME = 32.0  # 512 samples at 16 kHz
-CONFIG = EndpointerConfig(
-    threshold=0.5,
-    min_speech_ms=96,
-    silence_hangover_ms=320,
-    max_utterance_ms=3200,
-    pre_roll_ms=64,
-)
+CONFIG_FIELDS = {
+    "threshold": 0.5,
+    "min_speech_ms": 96,
+    "silence_hangover_ms": 320,
+    "max_utterance_ms": 3200,
+    "pre_roll_ms": 64,
+}
+CONFIG = EndpointerConfig(**CONFIG_FIELDS)
 
 
 def frames(*runs: tuple[float, int]) -> list[float]:
@@ -193,6 +195,79 @@ def test_zero_min_speech_confirms_on_the_first_voiced_frame() -> None:
     ]
 
 
+# --- silence from the sound's end (frame levels) -------------------------------------------
+
+
+def feed_levels(
+    runs: list[tuple[float, float, int]], config: EndpointerConfig = CONFIG
+) -> tuple[Endpointer, list[EndpointEvent]]:
+    """(probability, level dBFS, frame count) runs, fed with their levels."""
+    endpointer = Endpointer(config)
+    events = [
+        event
+        for p, level, n in runs
+        for _ in range(n)
+        for event in endpointer.process(p, FRAME, level)
+    ]
+    return endpointer, events
+
+
+def test_silence_counts_from_the_sound_not_from_the_vads_late_release() -> None:
+    """The VAD stays voiced for 2 frames after the voice (-20 dBFS) fell to the room (-65): the
+    pause is 2 frames longer than the VAD says, and the hangover ends the turn 2 frames sooner;
+    the cut still ends at the VAD's release (soft word endings)."""
+    voice = [(0.05, -65.0, 10), (0.9, -20.0, 20), (0.9, -65.0, 2), (0.05, -65.0, 15)]
+    _, with_levels = feed_levels(voice)
+    without = feed(frames((0.05, 10), (0.9, 22), (0.05, 15)))
+
+    end, plain = with_levels[1], without[1]
+    assert isinstance(end, SpeechEnd) and isinstance(plain, SpeechEnd)
+    assert end.end_ms == plain.end_ms == 32 * FRAME
+    assert end.lag_ms == 2 * FRAME and plain.lag_ms == 0.0
+    assert end.detected_ms == plain.detected_ms - 2 * FRAME
+
+
+def test_the_silence_so_far_includes_the_lag_while_the_pause_lasts() -> None:
+    endpointer, _ = feed_levels([(0.9, -20.0, 10), (0.9, -70.0, 3), (0.05, -70.0, 1)])
+    assert endpointer.state is EndpointState.TRAILING_SILENCE
+    assert endpointer.silence_ms == 4 * FRAME
+    assert endpointer.onset_ms == 0.0 and endpointer.speech_ms == 13 * FRAME
+
+
+def test_the_lag_is_capped_so_a_long_quiet_ending_stays_speech() -> None:
+    _, events = feed_levels([(0.9, -20.0, 10), (0.9, -70.0, 12), (0.05, -70.0, 15)])
+    end = events[1]
+    assert isinstance(end, SpeechEnd)
+    assert end.lag_ms == MAX_LAG_MS
+
+
+def test_noise_close_to_the_voice_counts_as_sound() -> None:
+    """A poor signal-to-noise ratio (noise 25 dB under the voice): nothing is backdated."""
+    _, events = feed_levels([(0.9, -20.0, 10), (0.9, -45.0, 3), (0.05, -45.0, 15)])
+    end = events[1]
+    assert isinstance(end, SpeechEnd)
+    assert end.lag_ms == 0.0 and end.detected_ms == (13 + 10) * FRAME
+
+
+def test_zero_loud_within_db_counts_from_the_release() -> None:
+    config = EndpointerConfig(**{**CONFIG_FIELDS, "loud_within_db": 0.0})
+    _, events = feed_levels([(0.9, -20.0, 10), (0.9, -70.0, 3), (0.05, -70.0, 15)], config)
+    end = events[1]
+    assert isinstance(end, SpeechEnd)
+    assert end.lag_ms == 0.0
+
+
+def test_a_pause_that_resumes_forgets_its_lag() -> None:
+    """The user went on after a pause: the next pause measures its own lag."""
+    endpointer, events = feed_levels(
+        [(0.9, -20.0, 10), (0.9, -70.0, 2), (0.05, -70.0, 3), (0.9, -20.0, 10), (0.05, -70.0, 1)]
+    )
+    assert [type(e) for e in events] == [SpeechStart]
+    assert endpointer.silence_ms == FRAME
+    for event in endpointer.force_end():
+        assert isinstance(event, SpeechEnd) and event.lag_ms == 0.0
+
+
 def test_config_from_settings_and_validation() -> None:
     config = EndpointerConfig.from_settings(
         VadSettings.model_validate({"threshold": 0.6, "min_speech_ms": 100})
@@ -204,6 +279,9 @@ def test_config_from_settings_and_validation() -> None:
         EndpointerConfig(threshold=0.5, negative_threshold=0.7)
     with pytest.raises(ValueError):
         Endpointer(CONFIG).process(0.5, 0)
+    with pytest.raises(ValueError):
+        EndpointerConfig(loud_within_db=-1)
+    assert EndpointerConfig.from_settings(VadSettings()).loud_within_db == 30.0
 
 
 @settings(max_examples=300, deadline=None)
@@ -216,17 +294,24 @@ def test_config_from_settings_and_validation() -> None:
     hangover=st.sampled_from([0, 32, 100, 500]),
     max_len=st.sampled_from([1000, 3000]),
     frame_ms=st.sampled_from([10.0, 30.0, 32.0]),
+    levels=st.booleans(),
 )
 def test_events_alternate_and_offsets_are_monotone(
-    probs: list[float], min_speech: int, hangover: int, max_len: int, frame_ms: float
+    probs: list[float],
+    min_speech: int,
+    hangover: int,
+    max_len: int,
+    frame_ms: float,
+    levels: bool,
 ) -> None:
     config = EndpointerConfig(
         min_speech_ms=min_speech, silence_hangover_ms=hangover, max_utterance_ms=max_len
     )
     endpointer = Endpointer(config)
     events: list[EndpointEvent] = []
-    for p in probs:
-        events += endpointer.process(p, frame_ms)
+    for i, p in enumerate(probs):  # levels loosely follow the probability, with some noise
+        level = -80 + 70 * p - 10 * (i % 3) if levels else None
+        events += endpointer.process(p, frame_ms, level)
     events += endpointer.force_end()
 
     starts_ends = [e for e in events if not isinstance(e, SpeechDiscarded)]
@@ -241,6 +326,8 @@ def test_events_alternate_and_offsets_are_monotone(
             assert last <= event.end_ms <= event.detected_ms
             assert event.speech_ms >= min_speech - 1e-6
             assert event.speech_ms <= max_len + 1e-6
+            assert 0.0 <= event.lag_ms <= min(MAX_LAG_MS, event.speech_ms)
+            assert levels or event.lag_ms == 0.0
             last = event.end_ms
     assert endpointer.state is EndpointState.IDLE
 

@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import soundfile as sf
 from moonshine_voice import get_assets_path
 
+from avatar.audio.edges import frame_dbfs
 from avatar.audio.pcm import PcmAudio
+from avatar.audio.resample import resample
 from avatar.engines.registry import create_engine
+from avatar.engines.tts.piper import PiperTts
 from avatar.engines.vad.segments import frame_probabilities, speech_segments
 from avatar.engines.vad.silero import SileroVad
 from avatar.models.store import ModelStore
+from avatar.pipeline.endpointing import MAX_LAG_MS, EndpointerConfig, SpeechEnd
+from avatar.pipeline.listener import Listener
+from avatar.pipeline.utterance import FRAME, FRAME_MS
 from avatar.settings import VadSettings
+from conftest import say_en
 
 # beckett.wav: "Ever tried." is spoken from ~0.35 s to ~1.22 s; the next phrase starts at ~1.9 s.
 PHRASE = (0.30, 1.60)
@@ -128,3 +137,34 @@ def test_instances_are_independent() -> None:
     assert b.probability(np.zeros(512, np.float32)) == pytest.approx(
         SileroVad().probability(np.zeros(512, np.float32)), abs=1e-6
     )
+
+
+def test_the_listener_counts_the_pause_from_the_end_of_the_voice(
+    vad: SileroVad, speaker: PiperTts
+) -> None:
+    """A spoken question in a quiet room (-66 dBFS noise): Silero releases ~60 ms after the
+    voice ends, and the listener's silence counts from the voice, so the turn ends sooner; the
+    cut is the same (its tail follows the VAD's release) and the lag is within the bound."""
+    rng = np.random.default_rng(7)
+    question = resample(say_en(speaker, "What is the capital of France?"), 16_000)
+    audio = PcmAudio.silence(1.0, 16_000).concat(question).concat(PcmAudio.silence(1.5, 16_000))
+    room = audio.samples + rng.normal(0, 0.0005, len(audio.samples)).astype(np.float32)
+
+    def ends(loud_within_db: float) -> tuple[SpeechEnd, PcmAudio]:
+        config = replace(
+            EndpointerConfig.from_settings(VadSettings()), loud_within_db=loud_within_db
+        )
+        listener = Listener(config, lambda: vad)
+        vad.reset()
+        events = [e for _, found in listener.push(room) for e in found]
+        end = next(e for e in events if isinstance(e, SpeechEnd))
+        return end, listener.cut_utterance(end)
+
+    (from_voice, cut), (from_release, plain_cut) = ends(30.0), ends(0.0)
+    assert 0 < from_voice.lag_ms <= MAX_LAG_MS and from_release.lag_ms == 0.0
+    assert from_voice.detected_ms == from_release.detected_ms - from_voice.lag_ms
+    assert np.array_equal(cut.samples, plain_cut.samples)
+    levels = frame_dbfs(room, FRAME)
+    sound_end = int((from_voice.end_ms - from_voice.lag_ms) / FRAME_MS)
+    assert levels[sound_end - 1] >= levels.max() - 30  # the last loud frame: the voice, ...
+    assert levels[sound_end : sound_end + 3].max() < levels.max() - 30  # ... then quiet

@@ -76,6 +76,15 @@ class VadSettings(BaseModel):
         le=5000,
         description="Audio kept from before the speech was confirmed (short first words).",
     )
+    loud_within_db: float = Field(
+        30.0,
+        ge=0,
+        le=90,
+        description=(
+            "Trailing silence counts from the last frame within this many dB of the utterance's"
+            " loudest (the VAD's release lags the sound's end by ~60 ms); 0: from the release."
+        ),
+    )
 
 
 class TurnSettings(BaseModel):

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from avatar.audio.edges import frame_dbfs
 from avatar.audio.pcm import PcmAudio
 from avatar.engines.base import VoiceActivityDetector
 from avatar.pipeline.endpointing import Endpointer, EndpointerConfig, EndpointEvent, SpeechEnd
@@ -33,7 +34,8 @@ class Listener:
         """Each whole frame of ``samples`` with the endpoint events it caused (often none)."""
         for frame in self.buffer.frames(samples):
             self.buffer.add(frame)
-            yield frame, self.endpointer.process(self.vad.probability(frame), FRAME_MS)
+            level = float(frame_dbfs(frame, FRAME)[0])
+            yield frame, self.endpointer.process(self.vad.probability(frame), FRAME_MS, level)
 
     @property
     def speech_ms(self) -> float:
@@ -56,8 +58,7 @@ class Listener:
     def utterance_so_far(self) -> PcmAudio:
         """The utterance in progress (pre-roll to now) without cutting it: what a pause has."""
         ep = self.endpointer
-        onset = ep.now_ms - ep.silence_ms - ep.speech_ms
-        return self.buffer.so_far(onset - ep.config.pre_roll_ms)
+        return self.buffer.so_far(ep.onset_ms - ep.config.pre_roll_ms)
 
     def has_speech(self, audio: PcmAudio) -> bool:
         """Whether ``audio`` holds at least ``min_speech_ms`` of voiced frames (a fresh VAD)."""

@@ -232,7 +232,7 @@ class VoiceSession:
             decided["endpointing_ms"] = round((self.clock.now() - held.t0) * 1000, 1)
             await self.speculation.release(held.metrics, decided)
             return
-        waited_ms = end.detected_ms - end.end_ms + ending.idle_ms
+        waited_ms = end.detected_ms - end.end_ms + end.lag_ms + ending.idle_ms
         metrics: Metrics = {
             "endpointing_ms": round(waited_ms, 1),
             "user_speech_ms": round(end.speech_ms, 1),
