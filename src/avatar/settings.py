@@ -119,11 +119,11 @@ class TurnSettings(BaseModel):
     acoustic_weight: float = Field(
         0.0, ge=0.0, le=1.0, description="Weight of the acoustic probability (text: 1 - this)."
     )
-    # 1.0 s: a 700 ms pause mid-sentence measured 672-800 ms of silence (counted from the voice's
-    # end; 608-800 from the VAD's release) on the 42 paused questions of the hesitation set, 200
-    # ms inside it; a finished question the text model
-    # misreads as unfinished (requests such as "Can you tell me a short joke", ~20 % of that
-    # set's whole questions) is still answered in about 1.1 s, within the 1.2 s p95 budget.
+    # 1.0 s: a 700 ms pause mid-sentence measured 672-800 ms of silence (counted from the
+    # voice's end; 608-800 from the VAD's release) on the 42 paused questions of the hesitation
+    # set, 200 ms inside it; a finished question the text model misreads as unfinished
+    # (requests such as "Can you tell me a short joke", ~20 % of that set's whole questions) is
+    # still answered in about 1.1 s, within the 1.2 s p95 budget.
     fallback_silence_ms: int = Field(
         1000, ge=0, description="Silence that ends a turn the models judged incomplete."
     )
