@@ -26,12 +26,17 @@ def test_whisper_parts_join_into_a_verified_folder(tmp_path: Path) -> None:
     assert stamp.read_text() == CATALOG["whisper-base"].files[0].sha256
 
 
+def earlier_files(folder: Path, stale: str) -> None:
+    """A model folder holding a file an earlier catalog made (stamped) and the user's own."""
+    folder.mkdir()
+    (folder / stale).write_bytes(b"made for an earlier catalog")
+    (folder / f"{stale}.verified").write_text("0" * 64)
+    (folder / "notes.txt").write_text("the user's own file")
+
+
 def test_joining_removes_what_an_earlier_catalog_joined_in_the_folder(tmp_path: Path) -> None:
     folder = tmp_path / "whisper-base"
-    folder.mkdir()
-    (folder / "model-old.bin").write_bytes(b"an earlier join")
-    (folder / "model-old.bin.verified").write_text("0" * 64)
-    (folder / "notes.txt").write_text("the user's own file")
+    earlier_files(folder, "model-old.bin")
     ModelStore(tmp_path).ensure("whisper-base")
     assert not (folder / "model-old.bin").exists()
     assert not (folder / "model-old.bin.verified").exists()
@@ -179,10 +184,7 @@ def test_a_requantized_file_unlike_the_catalog_is_refused_and_not_kept(tmp_path:
 
 def test_making_a_requantized_model_removes_what_an_earlier_catalog_made(tmp_path: Path) -> None:
     folder = tmp_path / "smollm2-q4_0"
-    folder.mkdir()
-    (folder / "smollm2-old.gguf").write_bytes(b"an earlier requantization")
-    (folder / "smollm2-old.gguf.verified").write_text("0" * 64)
-    (folder / "notes.txt").write_text("the user's own file")
+    earlier_files(folder, "smollm2-old.gguf")
     made = ModelStore(tmp_path, catalog=_smol_q4_0()).ensure("smollm2-q4_0").path
     left = sorted(p.name for p in folder.iterdir())
     assert left == ["notes.txt", made.name, made.name + ".verified"]
