@@ -27,10 +27,12 @@ def test_nested_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_invalid_values_name_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AVATAR_SERVER__PORT", "99999")
     monkeypatch.setenv("AVATAR_API_TOKEN", "short")
+    monkeypatch.setenv("AVATAR_VAD__LOUD_WITHIN_DB", "-5")
     with pytest.raises(ConfigError) as info:
         load_settings()
     text = str(info.value)
     assert "AVATAR_SERVER__PORT" in text and "AVATAR_API_TOKEN" in text
+    assert "AVATAR_VAD__LOUD_WITHIN_DB" in text
 
 
 def test_remote_llm_needs_a_url(monkeypatch: pytest.MonkeyPatch) -> None:
