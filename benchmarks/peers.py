@@ -325,17 +325,20 @@ class PauseResult:
 
 def make_pause_clips(limit: int | None, zh_dir: Path | None) -> list[PauseClip]:
     """The hesitation set of ``avatar bench latency --hesitation`` (avatar.bench.hesitation): each
-    question spoken whole by Piper joe and espeak-ng, cut after its middle word by faster-whisper's
-    word times; then the Mandarin recordings of ``zh_dir``. Built in this process, then unloaded."""
+    question spoken whole by Piper joe (without its noise) and espeak-ng, cut after its middle
+    word by faster-whisper's word times; then the Mandarin recordings of ``zh_dir``. Built in
+    this process, then unloaded."""
     from avatar.bench import hesitation as hes
     from avatar.bench.hesitation_run import LEAD_S
+    from avatar.bench.voices import VOICES, QuestionVoices
     from avatar.engines.hub import EngineHub
     from avatar.settings import load_settings
 
-    wanted = [(v, t, "en") for v in ("piper-joe", "espeak-en") for t in hes.PAUSED_QUESTIONS]
+    wanted = [(v, t, "en") for v in VOICES for t in hes.PAUSED_QUESTIONS]
     wanted += [(name, t, "zh") for name, t in hes.MANDARIN] if zh_dir else []
     wanted = wanted[:limit] if limit is not None else wanted
     hub = EngineHub(load_settings())
+    voices = QuestionVoices(hub)
     try:
         whisper = hes.whisper_for_words(hub)
 
@@ -346,12 +349,13 @@ def make_pause_clips(limit: int | None, zh_dir: Path | None) -> list[PauseClip]:
                     audio = hes.read_wav((zh_dir or Path()) / voice)
                     out.append(hes.split(whisper, "human-zh", text, audio, "zh"))
                 else:
-                    audio = await hes.speak(hub, voice, text.replace(" |", ""))
+                    audio = await voices.speak(voice, text.replace(" |", ""))
                     out.append(hes.split(whisper, voice, text, audio, "en"))
             return out
 
         paused = asyncio.run(build())
     finally:
+        voices.close()
         hub.close()
     clips = []
     for c in paused:

@@ -22,9 +22,8 @@ import soundfile as sf
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import resample
 from avatar.bench.latency import QUESTIONS
+from avatar.bench.voices import VOICES, QuestionVoices
 from avatar.engines.hub import EngineHub
-from avatar.engines.registry import create_engine
-from avatar.settings import TtsSlotSettings
 
 RATE = 16_000
 PAUSE_S = 0.7
@@ -131,28 +130,20 @@ def split(whisper: Any, voice: str, text: str, audio: PcmAudio, language: str) -
     return PausedClip(voice, text, language, first, PcmAudio(audio.samples[cut:], RATE))
 
 
-async def speak(hub: EngineHub, voice: str, text: str) -> PcmAudio:
-    """``text`` spoken by ``voice`` (piper-joe or espeak-en), at 16 kHz."""
-    if voice == "piper-joe":
-        engine = hub.tts("fast")
-    else:
-        engine = create_engine("tts", "espeak-ng", TtsSlotSettings(engine="espeak-ng"), hub.models)
-    audio: PcmAudio | None = None
-    async for chunk in engine.synthesize_stream(text, language="en"):
-        audio = chunk if audio is None else audio.concat(chunk)
-    assert audio is not None
-    return resample(audio, RATE)
-
-
 async def make_paused_clips(
     hub: EngineHub, whisper: Any, zh_dir: Path | None = None
 ) -> list[PausedClip]:
-    """Every question in both voices, then the Mandarin recordings found in ``zh_dir``."""
+    """Every question in both voices (avatar.bench.voices), then the Mandarin recordings found
+    in ``zh_dir``."""
     clips = []
-    for voice in ("piper-joe", "espeak-en"):
-        for text in PAUSED_QUESTIONS:
-            audio = await speak(hub, voice, text.replace(" |", ""))
-            clips.append(split(whisper, voice, text, audio, "en"))
+    voices = QuestionVoices(hub)
+    try:
+        for voice in VOICES:
+            for text in PAUSED_QUESTIONS:
+                audio = await voices.speak(voice, text.replace(" |", ""))
+                clips.append(split(whisper, voice, text, audio, "en"))
+    finally:
+        voices.close()
     for name, text in MANDARIN if zh_dir else []:
         audio = read_wav((zh_dir or Path()) / name)
         clips.append(split(whisper, "human-zh", text, audio, "zh"))

@@ -22,11 +22,10 @@ from typing import Any
 
 from avatar.audio.edges import sound_span
 from avatar.audio.pcm import PcmAudio
-from avatar.audio.resample import resample
+from avatar.bench.voices import VOICES, QuestionVoices
 from avatar.engines.hub import EngineHub
-from avatar.engines.registry import create_engine
 from avatar.engines.vad.segments import speech_segments
-from avatar.settings import Settings, TtsSlotSettings
+from avatar.settings import Settings
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -78,26 +77,21 @@ class TurnResult:
 
 
 async def make_clips(hub: EngineHub) -> list[Clip]:
-    """The questions in two voices: Piper joe (neural) and espeak-ng en-us (formant)."""
-    engines = {
-        "piper-joe": hub.tts("fast"),
-        "espeak-en": create_engine(
-            "tts", "espeak-ng", TtsSlotSettings(engine="espeak-ng"), hub.models
-        ),
-    }
+    """The questions in two voices: Piper joe (neural) and espeak-ng en-us (formant), the same
+    samples every run (avatar.bench.voices)."""
+    voices = QuestionVoices(hub)
     clips = []
-    for voice, engine in engines.items():
-        for text in QUESTIONS:
-            audio: PcmAudio | None = None
-            async for chunk in engine.synthesize_stream(text, language="en"):
-                audio = chunk if audio is None else audio.concat(chunk)
-            assert audio is not None
-            speech = resample(audio, 16_000)
-            lead = PcmAudio.silence(LEAD_S, 16_000)
-            # "End of speech" is the last voiced sample, as the VAD sees it, not the clip's end.
-            segments = speech_segments(speech, hub.new_vad())
-            end = segments[-1][1] if segments else speech.duration_s
-            clips.append(Clip(voice, text, lead.concat(speech).to_s16le(), LEAD_S + end))
+    try:
+        for voice in VOICES:
+            for text in QUESTIONS:
+                speech = await voices.speak(voice, text)
+                lead = PcmAudio.silence(LEAD_S, 16_000)
+                # "End of speech" is the last voiced sample, as the VAD sees it, not the clip's end.
+                segments = speech_segments(speech, hub.new_vad())
+                end = segments[-1][1] if segments else speech.duration_s
+                clips.append(Clip(voice, text, lead.concat(speech).to_s16le(), LEAD_S + end))
+    finally:
+        voices.close()
     return clips
 
 
