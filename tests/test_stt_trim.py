@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import resample
 from avatar.bench.stt import edit_distance, units
 from avatar.bench.stt_set import human_en
+from avatar.engines.executor import Cancelled
 from avatar.engines.registry import create_engine
 from avatar.engines.stt import whisper_trim as wt
 from avatar.engines.stt.whisper import FasterWhisperStt, _options, _tokenizer, decode
@@ -364,15 +367,7 @@ def test_the_padded_decode_runs_on_the_padded_instance(
 ) -> None:
     trimmed, padded = engine._trimmed, engine._model
     assert trimmed is not padded  # the default settings: one thread trimmed, two padded
-    encoded: list[str] = []
-    for name, instance in (("trimmed", trimmed), ("padded", padded)):
-        monkeypatch.setattr(
-            instance,
-            "encode",
-            lambda features, real=instance.encode, name=name: (
-                encoded.append(name) or real(features)
-            ),
-        )
+    encoded = _spy_on_encode(monkeypatch, trimmed, padded)
     samples = spoken[QUESTIONS[0]]
 
     kept = decode(trimmed, samples, "en", 1, True, None, padded)
@@ -388,6 +383,58 @@ def test_the_padded_decode_runs_on_the_padded_instance(
         ["trimmed", "padded"],
     )
     assert units(fallback.text, "en") == units(QUESTIONS[0], "en")
+
+
+def test_a_transcript_nobody_waits_for_stops_before_its_padded_pass(
+    engine: FasterWhisperStt, spoken: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trimmed, padded = engine._trimmed, engine._model
+    encoded = _spy_on_encode(monkeypatch, trimmed, padded)
+    sent_back = wt.TrimmedResult(None, "en", 0.0, "repetition", "what is what is")
+    monkeypatch.setattr(wt, "decode_trimmed", lambda *_: sent_back)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled):
+        decode(trimmed, spoken[QUESTIONS[0]], "en", 1, True, None, padded, cancel)
+    assert encoded == ["trimmed"]
+
+
+async def test_a_held_reply_dropped_mid_transcript_frees_whisper_at_once(
+    engine: FasterWhisperStt, spoken: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The user went on speaking while the trimmed decode ran, and it was then sent back: the
+    # ~1 s padded pass would make the next pause's transcript wait behind it.
+    encoded = _spy_on_encode(monkeypatch, engine._trimmed, engine._model)
+    decoding, sent_back_now = threading.Event(), threading.Event()
+
+    def slow_then_sent_back(*_: Any) -> wt.TrimmedResult:
+        decoding.set()
+        sent_back_now.wait(10)
+        return wt.TrimmedResult(None, "en", 0.0, "repetition", "what is what is")
+
+    monkeypatch.setattr(wt, "decode_trimmed", slow_then_sent_back)
+    held = asyncio.create_task(engine.transcribe(PcmAudio(spoken[QUESTIONS[0]], 16_000)))
+    assert await asyncio.to_thread(decoding.wait, 10)
+    held.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await held
+    sent_back_now.set()
+    await engine.run(lambda: None)  # the engine thread is free again
+    assert encoded == ["trimmed"]
+
+
+def _spy_on_encode(monkeypatch: pytest.MonkeyPatch, trimmed: Any, padded: Any) -> list[str]:
+    """Which instance's encoder ran, in order."""
+    encoded: list[str] = []
+    for name, instance in (("trimmed", trimmed), ("padded", padded)):
+        monkeypatch.setattr(
+            instance,
+            "encode",
+            lambda features, real=instance.encode, name=name: (
+                encoded.append(name) or real(features)
+            ),
+        )
+    return encoded
 
 
 # --- the benchmark command's bad input -----------------------------------------------------

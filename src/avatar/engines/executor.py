@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -62,7 +62,8 @@ def _metered(meter: CpuMeter | None) -> Iterator[None]:
 
 
 class Cancelled(Exception):
-    """Raised inside a worker generator's consumer loop when the async side went away."""
+    """Raised on an engine thread when the async side went away (a stream's consumer, the
+    caller of :meth:`ThreadedEngine.run_cancellable`)."""
 
 
 class ThreadedEngine:
@@ -108,6 +109,22 @@ class ThreadedEngine:
                 return fn(*args, **kwargs)
 
         return await loop.run_in_executor(self._executor, call)
+
+    async def run_cancellable(
+        self,
+        fn: Callable[Concatenate[threading.Event, P], T],
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """As :meth:`run`, for work of several steps: ``fn(cancel, ...)`` finds ``cancel`` set
+        once its caller is cancelled, and may stop at its next step (raising :class:`Cancelled`)
+        rather than finish work nobody waits for, which would hold up this engine's next call."""
+        cancel = threading.Event()
+        try:
+            return await self.run(fn, cancel, *args, **kwargs)
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
 
     async def stream(
         self, make_iter: Callable[[threading.Event], Iterator[T]], *, buffer: int = 64

@@ -20,6 +20,7 @@ model twice (``stt.trimmed_threads``), one instance per path.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,7 +34,7 @@ from faster_whisper.transcribe import TranscriptionOptions, get_suppressed_token
 
 from avatar.audio.pcm import PcmAudio, Samples
 from avatar.engines.base import SttCapabilities, TimedTranscript, Transcript
-from avatar.engines.executor import ThreadedEngine
+from avatar.engines.executor import Cancelled, ThreadedEngine
 from avatar.engines.stt import whisper_trim as wt
 from avatar.engines.stt.timestamps import timed_transcript
 from avatar.errors import EmptyAudio, EngineFailed, EngineUnavailable, ModelError
@@ -150,7 +151,8 @@ class FasterWhisperStt(ThreadedEngine):
         if audio.duration_s < MIN_AUDIO_S:
             return Transcript("", lang, audio.duration_s, no_speech_probability=1.0)
         with oom_guard("faster-whisper"):  # CUDA OOM: memory freed, 503 with Retry-After
-            return await self.run(self._transcribe_sync, audio, lang, likely)
+            # a held reply dropped mid-transcript stops before the padded pass (~1 s here)
+            return await self.run_cancellable(self._transcribe_sync, audio, lang, likely)
 
     async def detect_language(self, audio: PcmAudio) -> tuple[str, float]:
         """The most likely language of the first 30 s of ``audio`` and its probability."""
@@ -166,7 +168,11 @@ class FasterWhisperStt(ThreadedEngine):
         return str(lang), float(prob)
 
     def _transcribe_sync(
-        self, audio: PcmAudio, language: str | None, likely: str | None = None
+        self,
+        cancel: threading.Event,
+        audio: PcmAudio,
+        language: str | None,
+        likely: str | None = None,
     ) -> Transcript:
         model, samples = self._model, _mono_16k(audio)
         trimmed = self._trimmed or model
@@ -178,7 +184,9 @@ class FasterWhisperStt(ThreadedEngine):
             )
         detected = language is None
         try:
-            out = decode(trimmed, samples, language, self._beam_size, self._trim, likely, model)
+            out = decode(
+                trimmed, samples, language, self._beam_size, self._trim, likely, model, cancel
+            )
         except RuntimeError as exc:
             raise EngineFailed(f"faster-whisper failed while transcribing: {exc}") from exc
         # a language "detected" in silence or noise means nothing
@@ -232,6 +240,7 @@ def decode(
     trim: bool = True,
     likely: str | None = None,
     padded_model: Any = None,
+    cancel: threading.Event | None = None,
 ) -> Decoded:
     """Transcribe ``samples``: trimmed first when ``trim`` and it fits, else (or if the guard
     trips) the padded decode (on ``padded_model`` when given: another instance of the model with
@@ -243,7 +252,9 @@ def decode(
     passes keep the likely language unless another is ``LIKELY_WEIGHT`` times as probable.
     English (given or likely) is decoded from just before its first sound (``without_lead``),
     unless the cut window turns out to be another language;
-    Mandarin's trimmed decode searches with a beam (``TRIMMED_BEAM``)."""
+    Mandarin's trimmed decode searches with a beam (``TRIMMED_BEAM``). Once ``cancel`` is set
+    (the caller went away: a held reply the user talked over) the padded decode is not begun:
+    :class:`~avatar.engines.executor.Cancelled` instead."""
     reason = rejected = None
     cut_lead = trim and (language or likely) in wt.LEAD_TRIMMED
     speech = wt.without_lead(samples) if cut_lead else samples
@@ -269,6 +280,8 @@ def decode(
             reason, rejected = result.reason, result.rejected
         log.info("trimmed Whisper decode sent back (%s); decoding padded", reason)
         log.debug("the trimmed decode had said %r", rejected)
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("nobody waits for this transcript any more")
     model = padded_model or model
     features = model.feature_extractor(samples)
     lang, segments = _decode_padded(model, features, language, beam, likely)
