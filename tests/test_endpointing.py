@@ -234,6 +234,25 @@ def test_the_silence_so_far_includes_the_lag_while_the_pause_lasts() -> None:
     assert endpointer.onset_ms == 0.0 and endpointer.speech_ms == 13 * FRAME
 
 
+def test_the_quiet_since_the_sound_counts_before_the_vad_releases() -> None:
+    """While the VAD still hears the last word, quiet_ms counts the frames since the sound
+    ended; after its release it is the trailing silence (lag included)."""
+    endpointer, _ = feed_levels([(0.9, -20.0, 10)])
+    assert endpointer.quiet_ms == 0.0  # the sound goes on
+    quiet = [(0.9, -20.0, 10), (0.9, -70.0, 1)]
+    assert feed_levels(quiet)[0].quiet_ms == FRAME
+    two = [(0.9, -20.0, 10), (0.9, -70.0, 2)]
+    assert feed_levels(two)[0].quiet_ms == 2 * FRAME
+    assert feed_levels([*two, (0.9, -25.0, 1)])[0].quiet_ms == 0.0  # a loud frame: sound again
+    released, _ = feed_levels([*two, (0.05, -70.0, 1)])
+    assert released.quiet_ms == released.silence_ms == 3 * FRAME
+    assert feed_levels([(0.05, -70.0, 5)])[0].quiet_ms == 0.0  # nobody speaks
+    plain = Endpointer(CONFIG)  # no levels fed: the VAD alone says when the sound ends
+    for p in [0.9] * 10 + [0.9] * 2:
+        plain.process(p, FRAME)
+    assert plain.quiet_ms == 0.0
+
+
 def test_the_lag_is_capped_so_a_long_quiet_ending_stays_speech() -> None:
     _, events = feed_levels([(0.9, -20.0, 10), (0.9, -70.0, 12), (0.05, -70.0, 15)])
     end = events[1]

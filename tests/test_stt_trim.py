@@ -385,18 +385,18 @@ def test_the_padded_decode_runs_on_the_padded_instance(
     assert units(fallback.text, "en") == units(QUESTIONS[0], "en")
 
 
-def test_a_transcript_nobody_waits_for_stops_before_its_padded_pass(
+def test_a_transcript_nobody_waits_for_stops_after_its_encoder(
     engine: FasterWhisperStt, spoken: dict[str, np.ndarray], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     trimmed, padded = engine._trimmed, engine._model
     encoded = _spy_on_encode(monkeypatch, trimmed, padded)
-    sent_back = wt.TrimmedResult(None, "en", 0.0, "repetition", "what is what is")
-    monkeypatch.setattr(wt, "decode_trimmed", lambda *_: sent_back)
+    decoded: list[float] = []
+    monkeypatch.setattr(wt, "decode_trimmed", lambda *args: decoded.append(args[-1]))
     cancel = threading.Event()
     cancel.set()
     with pytest.raises(Cancelled):
         decode(trimmed, spoken[QUESTIONS[0]], "en", 1, True, None, padded, cancel)
-    assert encoded == ["trimmed"]
+    assert encoded == ["trimmed"] and decoded == []  # neither its decoder nor the padded pass
 
 
 async def test_a_held_reply_dropped_mid_transcript_frees_whisper_at_once(

@@ -37,6 +37,7 @@ def harness(
     text: float | list[float] = COMPLETE,
     stt_delay_s: float = 0.1,
     answer: str = ANSWER,
+    vad_lag_frames: int = 0,
     **turn: Any,
 ) -> TurnHarness:
     # both signals weighed, so the fusion is exercised (the defaults let the text decide alone)
@@ -48,6 +49,7 @@ def harness(
         llm=ScriptedTurnChat(answer, text, first_token_s=0.05, interval_s=0.01),
         tts=ToneTts(delay_s=0.03),
         turn=ScriptedTurn(acoustic, delay_s=0.05),
+        vad_lag_frames=vad_lag_frames,
     )
 
 
@@ -69,8 +71,8 @@ async def test_a_complete_question_ends_at_the_short_silence(tmp_path) -> None:
         m = end.metrics
         assert m["endpoint_reason"] == "model_complete"
         assert m["end_of_turn_probability"] == pytest.approx(0.9)
-        # STT (100 ms) and the models began at the third silent frame (96 ms of silence, sent
-        # at 64 ms), so their answer was in when the silence reached 200 ms (the 7th frame)
+        # STT (100 ms) and the models began at the first silent frame (32 ms of silence, sent
+        # as the speech ended), so their answer was in when the silence reached 200 ms (the 7th)
         assert h.time_of(stopped) - speech_end == pytest.approx(6 * FRAME_S, abs=0.001)
         assert m["endpointing_ms"] == pytest.approx(200, abs=32)  # one frame's granularity
         assert end.text == ANSWER and not end.interrupted
@@ -115,16 +117,54 @@ async def test_the_language_heard_last_is_the_likely_one_next(tmp_path) -> None:
 
 
 async def test_the_work_starts_before_the_turn_may_end(tmp_path) -> None:
-    # a slow transcript (300 ms) from the third silent frame: the decision lands when it is in
+    # a slow transcript (300 ms) from the first silent frame: the decision lands when it is in
     async with harness(tmp_path, stt_delay_s=0.3) as h:
         await h.speak(1.6)
         speech_end = h.clock.now()
         await h.silence(2.0)
         stopped = h.of(SpeechStopped)[0]
-        assert h.time_of(stopped) - speech_end == pytest.approx(2 * FRAME_S + 0.3, abs=0.035)
-        # the transcribed audio ends 96 ms into the silence: nothing of the pause was waited for
+        assert h.time_of(stopped) - speech_end == pytest.approx(0.3, abs=0.035)
+        # the transcribed audio ends 32 ms into the silence: nothing of the pause was waited for
         speech_and_silence_s = h.hub.stt.heard[0].duration_s  # type: ignore[attr-defined]
         assert speech_and_silence_s < h.session.listener.endpointer.config.pre_roll_ms / 1000 + 1.8
+
+
+async def test_the_held_reply_starts_at_the_sound_s_end_while_the_vad_still_hears_it(
+    tmp_path,
+) -> None:
+    # Silero goes on hearing a word for 2-3 frames after it ended: the pause counts from the sound
+    async with harness(tmp_path, stt_delay_s=0.3, vad_lag_frames=3) as h:
+        await h.speak(1.6)
+        speech_end = h.clock.now()
+        await h.silence(2.0)
+        end = await h.until(TurnEnd)
+        stopped = h.of(SpeechStopped)[0]
+        # cut at the first quiet frame, three frames before the VAD released
+        assert h.hub.stt.heard[0].duration_s == pytest.approx(1.6 + FRAME_S, abs=0.001)  # type: ignore[attr-defined]
+        assert h.time_of(stopped) - speech_end == pytest.approx(0.3, abs=0.035)
+        m = end.metrics
+        assert m["speculative"] == 1.0 and m["speculations_wasted"] == 0.0
+        assert m["endpoint_reason"] == "model_complete"
+
+
+async def test_a_quiet_frame_inside_speech_drops_its_held_reply_at_the_next_loud_one(
+    tmp_path,
+) -> None:
+    # a stop consonant's closure: one quiet frame, and the VAD hears speech throughout
+    async with harness(tmp_path, vad_lag_frames=3) as h:
+        await h.speak(0.8)
+        await h.silence(FRAME_S)
+        assert h.session.speculation.holding
+        resumed = h.clock.now()
+        await h.speak(0.8)
+        assert not h.session.speculation.holding
+        await h.silence(1.0)
+        end = await h.until(TurnEnd)
+        assert output_before(h, resumed) == [] and len(h.of(TurnEnd)) == 1
+        assert len(h.of(SpeechStopped)) == 1  # the VAD never let go: one utterance
+        assert end.metrics["speculations_wasted"] == 1.0
+        heard = h.hub.stt.heard  # type: ignore[attr-defined]
+        assert heard[-1].duration_s > 0.8 + FRAME_S + 0.8
 
 
 async def test_starting_at_the_full_silence_is_a_setting(tmp_path) -> None:

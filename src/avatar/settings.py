@@ -101,14 +101,18 @@ class TurnSettings(BaseModel):
     min_silence_ms: int = Field(
         200, ge=0, description="Silence before the end-of-turn models may end the turn."
     )
-    # The transcript and the model's reading of it take ~250 ms on two cores: begun at the
-    # third silent frame, they are mostly done by the time the 200 ms are, and a person who
-    # goes on speaking only costs work the idle CPU did meanwhile (docs/BENCHMARKS.md, round 5).
+    # The transcript and the model's reading of it take ~200 ms on two cores, the reply's first
+    # audio ~450: begun at the first quiet frame after the sound (counted from its end, before
+    # the VAD's late release), they run while the pause is still too short to end the turn. A
+    # person who goes on speaking costs work the idle CPU did meanwhile, stopped at the next
+    # loud frame: ~1.5 held replies dropped a question, 93 ms of CPU in all for 20 questions
+    # (docs/BENCHMARKS.md, round 13).
     start_silence_ms: int = Field(
-        96,
+        32,
         ge=0,
-        description="Silence at which the held reply starts and the models are asked (capped"
-        " at min_silence_ms); their answer ends the turn no sooner than min_silence_ms.",
+        description="Silence after the sound's end at which the held reply starts and the models"
+        " are asked (capped at min_silence_ms); their answer ends the turn no sooner than"
+        " min_silence_ms.",
     )
     # Chosen on the hesitation set (docs/BENCHMARKS.md, "End of turn"): on our synthetic
     # voices smart-turn judged most first halves complete, so by default only the text decides:

@@ -181,6 +181,18 @@ class Endpointer:
         """Trailing silence of the utterance in progress so far; 0 while voiced or idle."""
         return self._silence_ms if self._state is EndpointState.TRAILING_SILENCE else 0.0
 
+    @property
+    def quiet_ms(self) -> float:
+        """How long the sound has been over: the trailing silence (counted from the sound's
+        end), or while the VAD still hears speech, the voiced frames since the last loud one
+        (see ``loud_within_db``; Silero holds on 2-3 frames past a word's end). 0 while the
+        sound goes on, when nobody speaks, or without frame levels."""
+        if self._state is EndpointState.TRAILING_SILENCE:
+            return self._silence_ms
+        if self._state is EndpointState.SPEECH:
+            return self._sound_lag_ms()
+        return 0.0
+
     def process(
         self, probability: float, frame_ms: float, level_dbfs: float | None = None
     ) -> list[EndpointEvent]:

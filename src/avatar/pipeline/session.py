@@ -203,7 +203,7 @@ class VoiceSession:
         """At a short pause: a held reply to the utterance so far, and the models asked."""
         endpointer = self.listener.endpointer
         audio = self.listener.utterance_so_far()
-        t0 = self.clock.now() - endpointer.silence_ms / 1000
+        t0 = self.clock.now() - endpointer.quiet_ms / 1000  # the sound's end
         metrics: Metrics = {"user_speech_ms": round(endpointer.speech_ms, 1)}
 
         def run(generation: int, output: HeldOutput) -> Coroutine[Any, Any, None]:

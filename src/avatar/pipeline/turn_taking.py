@@ -77,6 +77,7 @@ class TurnTaking:
         self.forced: EndpointReason | None = None  # the rule that ended it, when not a timer
         self.probability: float | None = None  # the last fused end-of-turn probability
         self._paused = False
+        self._released = False  # the VAD released during the pause (it began before that)
         self._may_end = asyncio.Event()  # the pause's silence is long enough to end the turn
         self._last_audio = clock.now()
         self._receiving = 0  # audio being processed now
@@ -98,19 +99,24 @@ class TurnTaking:
         return replace(vad, silence_hangover_ms=self.policy.fallback_silence_ms)
 
     def observe(self, endpointer: Endpointer) -> Pause | None:
-        """After each frame: a pause reached, speech resumed after one, or nothing new."""
-        if endpointer.state is EndpointState.SPEECH and self._paused:
+        """After each frame: a pause reached, speech resumed after one, or nothing new.
+
+        The pause counts from the sound's end (:attr:`Endpointer.quiet_ms`), so it may be
+        reached while the VAD still hears the last word; it then ends at the next loud frame.
+        Once the VAD has released, it ends when the VAD hears speech again."""
+        state, quiet_ms = endpointer.state, endpointer.quiet_ms
+        if self._paused and state is EndpointState.TRAILING_SILENCE:
+            self._released = True
+        if self._paused and state is EndpointState.SPEECH and (self._released or not quiet_ms):
             self._paused = False
             self._cancel("judge")
             return Pause.RESUMED
-        if endpointer.state is not EndpointState.TRAILING_SILENCE:
-            return None
-        silence_ms = endpointer.silence_ms
-        reached = not self._paused and silence_ms >= self.start_silence_ms
+        reached = not self._paused and quiet_ms > 0 and quiet_ms >= self.start_silence_ms
         if reached:
             self._paused = self.asks_at_pauses
+            self._released = state is EndpointState.TRAILING_SILENCE
             self._may_end = asyncio.Event()
-        if self._paused and self.policy.ready_to_ask(silence_ms):
+        if self._paused and self.policy.ready_to_ask(endpointer.silence_ms):
             self._may_end.set()
         return Pause.REACHED if reached and self._paused else None
 

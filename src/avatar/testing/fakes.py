@@ -176,14 +176,27 @@ class ScriptedVad(_Loaded):
 
     The turn harness speaks with frames at level 0.9 and is silent with zeros, so the same
     audio gives the same probabilities to every VAD that reads it (push-to-talk re-checks).
+    With ``hold_frames``, it goes on hearing a voiced frame's probability for that many frames
+    after the sound stopped, as Silero does (2-3 frames, docs/BENCHMARKS.md, round 12).
     """
 
     capabilities = VadCapabilities(sample_rate=16_000, frame_samples=512)
 
-    def probability(self, frame: np.ndarray) -> float:
-        return float(min(1.0, np.max(np.abs(frame)))) if len(frame) else 0.0
+    def __init__(self, hold_frames: int = 0) -> None:
+        self.hold_frames = hold_frames
+        self.reset()
 
-    def reset(self) -> None: ...
+    def probability(self, frame: np.ndarray) -> float:
+        heard = float(min(1.0, np.max(np.abs(frame)))) if len(frame) else 0.0
+        if heard >= 0.5:
+            self._last, self._held = heard, self.hold_frames
+        elif self._held:
+            self._held -= 1
+            return self._last
+        return heard
+
+    def reset(self) -> None:
+        self._last, self._held = 0.0, 0
 
 
 @dataclass

@@ -48,6 +48,7 @@ class TurnHarness:
         turn: Any = None,
         config: SessionConfig | None = None,
         likely_language: str | None = None,
+        vad_lag_frames: int = 0,
     ) -> None:
         self.clock = FakeClock()
         if turn is None:  # no acoustic end-of-turn model unless one is given
@@ -68,7 +69,7 @@ class TurnHarness:
             config=config or SessionConfig(tts_mode="fast"),
             recorder=self.recorder,
             clock=self.clock,
-            new_vad=ScriptedVad,
+            new_vad=lambda: ScriptedVad(hold_frames=vad_lag_frames),
             likely_language=likely_language,
         )
 
