@@ -481,6 +481,9 @@ def test_a_question_said_twice_keeps_its_first_saying() -> None:
     assert wt.repeated_sentence("What do bees make? What do bees make?") == "What do bees make?"
     assert wt.repeated_sentence("Is water wet? Is water w") == "Is water wet?"
     assert wt.repeated_sentence("你好吗？你好吗？") == "你好吗？"
+    # said again with another closing mark (a held reply's transcript at a pause, round 13)
+    said = "who wrote the playwriting. Who wrote the playwriting?"
+    assert wt.repeated_sentence(said) == "who wrote the playwriting."
     # parallel clauses, two different sentences, and a real loop without an end are not that
     assert wt.repeated_sentence("It was the best of times, it was the worst of times") is None
     assert wt.repeated_sentence("Hello. How are you?") is None

@@ -149,7 +149,8 @@ def loops(keys: list[object]) -> bool:
     return False
 
 
-_SENTENCE_END = re.compile(r"(?<=[.?!。？！])\s*")
+_ENDS = ".?!。？！"
+_SENTENCE_END = re.compile(f"(?<=[{_ENDS}])\\s*")
 
 
 def repeated_sentence(text: str) -> str | None:
@@ -161,14 +162,14 @@ def repeated_sentence(text: str) -> str | None:
         return None
     first, rest = parts[0].strip(), parts[1].strip()
 
-    def norm(s: str) -> str:
-        return re.sub(r"\s+", " ", s).lower()
+    def norm(s: str) -> str:  # case and each saying's closing mark aside ("play. Who ... play?")
+        return re.sub(r"\s+", " ", s).lower().rstrip(_ENDS)
 
     unit, tail = norm(first), norm(rest)
-    if len(unit) < 4:
+    if len(first) < 4:
         return None
     while tail.startswith(unit):
-        tail = tail[len(unit) :].lstrip()
+        tail = tail[len(unit) :].lstrip(" " + _ENDS)
     return first if tail == "" or (len(tail) < len(unit) and unit.startswith(tail)) else None
 
 
