@@ -169,7 +169,9 @@ def capital(speaker: PiperTts, hub: EngineHub) -> PausedClip:
 def decide(hub: EngineHub, s: Score) -> tuple[bool, str | None]:
     policy = EndOfTurnPolicy.from_settings(hub.settings.turn, hub.settings.vad)
     d = policy.decide(
-        TurnEvidence(silence_ms=200, speech_ms=800, acoustic=s.acoustic, text=s.text_p)
+        TurnEvidence(
+            silence_ms=policy.min_silence_ms, speech_ms=800, acoustic=s.acoustic, text=s.text_p
+        )
     )
     return d.end, d.endpoint_reason
 

@@ -72,9 +72,10 @@ async def test_a_complete_question_ends_at_the_short_silence(tmp_path) -> None:
         assert m["endpoint_reason"] == "model_complete"
         assert m["end_of_turn_probability"] == pytest.approx(0.9)
         # STT (100 ms) and the models began at the first silent frame (32 ms of silence, sent
-        # as the speech ended), so their answer was in when the silence reached 200 ms (the 7th)
-        assert h.time_of(stopped) - speech_end == pytest.approx(6 * FRAME_S, abs=0.001)
-        assert m["endpointing_ms"] == pytest.approx(200, abs=32)  # one frame's granularity
+        # as the speech ended), so their answer was in when the silence reached 300 ms (the
+        # 10th frame, sent 288 ms after the speech)
+        assert h.time_of(stopped) - speech_end == pytest.approx(9 * FRAME_S, abs=0.001)
+        assert m["endpointing_ms"] == pytest.approx(300, abs=32)  # one frame's granularity
         assert end.text == ANSWER and not end.interrupted
         assert h.hub.turn.heard[0].duration_s > 1.6  # type: ignore[union-attr]  # the audio so far
         assert h.hub.llm.asked == [QUESTION]  # type: ignore[attr-defined]
@@ -177,10 +178,10 @@ async def test_starting_at_the_full_silence_is_a_setting(tmp_path) -> None:
 
 
 async def test_a_pause_shorter_than_the_minimum_never_ends_the_turn(tmp_path) -> None:
-    # the models answer "complete" within 150 ms, but the user goes on before 200 ms of silence
+    # the models answer "complete" within 150 ms, but the user goes on before 300 ms of silence
     async with harness(tmp_path, stt_delay_s=0.01) as h:
         await h.speak(1.0)
-        await h.silence(5 * FRAME_S)  # 160 ms: past the start of the work, short of 200 ms
+        await h.silence(8 * FRAME_S)  # 256 ms: past the start of the work, short of 300 ms
         assert h.session.speculation.holding and not h.of(SpeechStopped)
         resumed = h.clock.now()
         await h.speak(0.8)
@@ -189,7 +190,22 @@ async def test_a_pause_shorter_than_the_minimum_never_ends_the_turn(tmp_path) ->
         end = await h.until(TurnEnd)
         assert output_before(h, resumed) == [] and len(h.of(TurnEnd)) == 1
         assert end.metrics["speculations_wasted"] == 1.0
-        assert h.hub.stt.heard[1].duration_s > 1.0 + 0.16 + 0.8  # type: ignore[attr-defined]
+        assert h.hub.stt.heard[1].duration_s > 1.0 + 0.256 + 0.8  # type: ignore[attr-defined]
+
+
+async def test_a_comma_pause_after_a_whole_greeting_stays_one_turn(tmp_path) -> None:
+    # "Hello, | can you hear me?": the models read "Hello" as complete within 130 ms, but a
+    # 260 ms pause is under the 300 ms floor, so the user is not cut off
+    async with harness(tmp_path, stt_delay_s=0.1) as h:
+        await h.speak(0.5)
+        await h.silence(0.26)
+        resumed = h.clock.now()
+        await h.speak(1.0)
+        await h.silence(2.0)
+        end = await h.until(TurnEnd)
+        assert output_before(h, resumed) == [] and len(h.of(TurnEnd)) == 1
+        assert end.metrics["endpoint_reason"] == "model_complete"
+        assert end.metrics["speculations_wasted"] == 1.0
 
 
 async def test_an_unfinished_sentence_waits_for_the_fallback_silence(tmp_path) -> None:

@@ -98,8 +98,13 @@ class TurnSettings(BaseModel):
     use_text: bool = Field(
         True, description="Also ask the chat model how likely its end-of-turn token is next."
     )
+    # The floor under a decision. With the work started at the first quiet frame, the models'
+    # answer is in ~200 ms after the sound's end, so this floor, not the CPU, now decides how
+    # short a pause can end a turn: 300 ms keeps "Hello, | can you hear me?" (a 260 ms comma
+    # pause after a whole greeting) one turn, and costs nothing at the median since the first
+    # audio is ready ~430 ms after the sound (docs/BENCHMARKS.md, round 13).
     min_silence_ms: int = Field(
-        200, ge=0, description="Silence before the end-of-turn models may end the turn."
+        300, ge=0, description="Silence before the end-of-turn models may end the turn."
     )
     # The transcript and the model's reading of it take ~200 ms on two cores, the reply's first
     # audio ~450: begun at the first quiet frame after the sound (counted from its end, before

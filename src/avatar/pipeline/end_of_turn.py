@@ -64,7 +64,7 @@ class TurnDecision:
 class EndOfTurnPolicy:
     """Thresholds and durations of the end-of-turn decision (see the module docstring)."""
 
-    min_silence_ms: float = 200.0
+    min_silence_ms: float = 300.0
     fallback_silence_ms: float = 2000.0
     max_utterance_ms: float = 30_000.0
     starvation_ms: float = 1000.0
