@@ -1,9 +1,10 @@
 """Turn-taking: the user's turn ends by a decision at each pause, not by one silence timer.
 
 Per frame, :meth:`TurnTaking.observe` says when the endpointer has just reached a short pause
-(``turn.start_silence_ms`` of trailing silence: start a held reply, ask the end-of-turn models)
-or when the user went on after one (drop it). :meth:`TurnTaking.judge` asks the acoustic model
-on the audio so far and takes the text probability from the held reply's transcript;
+(``turn.start_silence_ms`` since the sound's end, often before the VAD has let go: start a held
+reply, ask the end-of-turn models) or when the user went on after one (drop it).
+:meth:`TurnTaking.judge` asks the acoustic model on the audio so far and takes the text
+probability from the held reply's transcript;
 :class:`EndOfTurnPolicy` decides once the silence has lasted ``turn.min_silence_ms``: the work
 starts before the turn may end, so the transcript and the model's reading are mostly done then.
 The endpointer's own hangover is the fallback silence (the plain VAD hangover when no model is
