@@ -110,7 +110,7 @@ class TurnSettings(BaseModel):
     # audio ~450: begun at the first quiet frame after the sound (counted from its end, before
     # the VAD's late release), they run while the pause is still too short to end the turn. A
     # person who goes on speaking costs work the idle CPU did meanwhile, stopped at the next
-    # loud frame: ~1.5 held replies dropped a question, 93 ms of CPU in all for 20 questions
+    # loud frame: ~1.5 held replies dropped a question, 86 ms of CPU in all for 20 questions
     # (docs/BENCHMARKS.md, round 13).
     start_silence_ms: int = Field(
         32,
