@@ -13,9 +13,10 @@ from __future__ import annotations
 from avatar.audio.pcm import PcmAudio
 from avatar.audio.resample import resample
 from avatar.engines.base import TextToSpeech
-from avatar.engines.hub import EngineHub
+from avatar.engines.hub import EngineHub, close_engine
 from avatar.engines.registry import create_engine
 from avatar.engines.tts.piper import DEFAULT_MODEL, PiperTts
+from avatar.services.speech import synthesize_whole
 from avatar.settings import TtsSlotSettings
 
 VOICES = ("piper-joe", "espeak-en")
@@ -43,17 +44,10 @@ class QuestionVoices:
 
     async def speak(self, voice: str, text: str) -> PcmAudio:
         """``text`` said by ``voice``, whole, at 16 kHz."""
-        audio: PcmAudio | None = None
-        async for chunk in self._engine(voice).synthesize_stream(text, language="en"):
-            audio = chunk if audio is None else audio.concat(chunk)
-        assert audio is not None
-        return resample(audio, RATE)
+        return resample(await synthesize_whole(self._engine(voice), text, language="en"), RATE)
 
     def close(self) -> None:
         """Free the voices (the benchmark's server loads its own)."""
         for engine in self._engines.values():
-            engine.unload()
-            shutdown = getattr(engine, "shutdown", None)
-            if shutdown:
-                shutdown()
+            close_engine(engine)
         self._engines.clear()

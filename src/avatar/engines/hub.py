@@ -17,6 +17,7 @@ import psutil
 
 from avatar.engines.base import (
     ChatModel,
+    Engine,
     SpeakerEncoder,
     SpeechToText,
     TurnAnalyzer,
@@ -238,8 +239,13 @@ class EngineHub:
     def close(self) -> None:
         self._engines.pop("tts.modes", None)
         for engine in list(self._engines.values()):
-            engine.unload()
-            shutdown = getattr(engine, "shutdown", None)
-            if shutdown:
-                shutdown()
+            close_engine(engine)
         self._engines.clear()
+
+
+def close_engine(engine: Engine) -> None:
+    """Free ``engine``'s weights and, for threaded engines, its thread."""
+    engine.unload()
+    shutdown = getattr(engine, "shutdown", None)
+    if shutdown:
+        shutdown()

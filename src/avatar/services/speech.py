@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from avatar.audio.decode import AudioLimits, decode_audio
 from avatar.audio.pcm import PcmAudio
-from avatar.engines.base import ChatMessage, GenerationOptions, Transcript, VoiceRef
+from avatar.engines.base import (
+    ChatMessage,
+    GenerationOptions,
+    TextToSpeech,
+    Transcript,
+    VoiceRef,
+)
 from avatar.engines.hub import EngineHub
 from avatar.engines.tts.language import detect_text_language
 from avatar.errors import EmptyAudio
@@ -59,9 +65,15 @@ async def say(
 ) -> PcmAudio:
     """Synthesize ``text`` whole (all chunks joined)."""
     lang = language or detect_text_language(text)
-    engine = hub.tts(quality)
+    return await synthesize_whole(hub.tts(quality), text, language=lang, voice=voice)
+
+
+async def synthesize_whole(
+    engine: TextToSpeech, text: str, *, language: str, voice: VoiceRef | None = None
+) -> PcmAudio:
+    """All of ``engine``'s chunks for ``text``, joined."""
     out: PcmAudio | None = None
-    async for chunk in engine.synthesize_stream(text, language=lang, voice=voice):
+    async for chunk in engine.synthesize_stream(text, language=language, voice=voice):
         out = chunk if out is None else out.concat(chunk)
     if out is None:
         raise EmptyAudio("the TTS engine produced no audio", hint="check the text is speakable")
